@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PickupsConfig(AppConfig):
+    name = "pickups"
+    default_auto_field = "django.db.models.BigAutoField"

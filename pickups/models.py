@@ -1,0 +1,131 @@
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from pickups.transitions import VENDOR_HELD, Status
+
+STATUS_CHOICES = [(s.value, s.value.replace("_", " ")) for s in Status]
+
+
+class PickupRequest(models.Model):
+    """A customer's request to have goods or scrap collected."""
+
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="pickups"
+    )
+    address = models.CharField(max_length=500)
+    latitude = models.FloatField(validators=[MinValueValidator(-90), MaxValueValidator(90)])
+    longitude = models.FloatField(validators=[MinValueValidator(-180), MaxValueValidator(180)])
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    notes = models.TextField(blank=True, max_length=2000)
+    contact_phone = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=20, choices=STATUS_CHOICES, default=Status.PENDING)
+    vendor = models.ForeignKey(
+        "vendors.Vendor",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="pickups",
+        help_text="The vendor the pickup is offered to or assigned to.",
+    )
+    # NULL, not "", when absent, so the per-customer unique constraint ignores keyless requests.
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
+    # Bumped on every change; with the pickup id it names one version of the pickup, which is
+    # what makes a notification's de-duplication key.
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    status_changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["customer", "-created_at"]),
+            models.Index(fields=["vendor", "status"]),
+            models.Index(fields=["status"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="pickup_idempotency_key_unique_per_customer",
+            ),
+            models.CheckConstraint(
+                condition=Q(window_start__lt=models.F("window_end")),
+                name="pickup_window_ordered",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(status__in=sorted(s.value for s in VENDOR_HELD), vendor__isnull=False)
+                    | (~Q(status__in=sorted(s.value for s in VENDOR_HELD)) & Q(vendor__isnull=True))
+                ),
+                name="pickup_vendor_iff_held",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Pickup #{self.pk} ({self.status})"
+
+
+class PickupItem(models.Model):
+    pickup = models.ForeignKey(PickupRequest, on_delete=models.CASCADE, related_name="items")
+    material = models.ForeignKey("vendors.Material", on_delete=models.PROTECT, related_name="+")
+    estimated_kg = models.DecimalField(max_digits=9, decimal_places=2)
+    actual_kg = models.DecimalField(max_digits=9, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["pickup", "material"], name="pickup_item_unique"),
+            models.CheckConstraint(condition=Q(estimated_kg__gt=0), name="item_estimate_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.estimated_kg} kg {self.material_id}"
+
+
+class PickupRejection(models.Model):
+    """A vendor that said no to a pickup (or that the customer refused); never offered it again."""
+
+    class Role(models.TextChoices):
+        VENDOR = "vendor"
+        CUSTOMER = "customer"
+
+    pickup = models.ForeignKey(PickupRequest, on_delete=models.CASCADE, related_name="rejections")
+    vendor = models.ForeignKey("vendors.Vendor", on_delete=models.CASCADE, related_name="+")
+    rejected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.vendor_id} rejected #{self.pickup_id} ({self.role})"
+
+
+class PickupTransition(models.Model):
+    """One status change: when it happened, why, who did it and which vendor was involved."""
+
+    pickup = models.ForeignKey(PickupRequest, on_delete=models.CASCADE, related_name="transitions")
+    event = models.CharField(max_length=20)
+    from_status = models.CharField(max_length=20)
+    to_status = models.CharField(max_length=20)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    vendor = models.ForeignKey(
+        "vendors.Vendor", on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pickup_id} {self.from_status} -> {self.to_status}"

@@ -1,0 +1,27 @@
+"""ASGI entry point: ``uvicorn procurement_system.asgi:application``."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "procurement_system.settings")
+
+# Django must be set up before anything imports models.
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from procurement_system.routing import websocket_urlpatterns  # noqa: E402
+from procurement_system.websocket_auth import (  # noqa: E402
+    OptionalOriginValidator,
+    TokenOrSessionAuthMiddleware,
+)
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": OptionalOriginValidator(
+            TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

@@ -1,0 +1,62 @@
+"""Domain errors: values a client can act on.
+
+Services raise these; the WebSocket consumers and the REST views map the same stable ``code`` to
+their own framing (an error frame, an HTTP status). Another user's pickup is ``NotFound``, never
+``Forbidden``, so ids cannot be probed.
+"""
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code: str = "bad_request"
+    default_message: str = "The request could not be processed."
+
+    def __init__(self, message: str | None = None, *, errors: Any = None) -> None:
+        self.message = message or self.default_message
+        self.errors = errors
+        super().__init__(self.message)
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return body
+
+
+class BadRequest(DomainError):
+    code = "bad_request"
+    default_message = "The message is malformed."
+
+
+class ValidationError(DomainError):
+    code = "validation_error"
+    default_message = "Some fields are invalid."
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    default_message = "No such object."
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    default_message = "You are not allowed to do that."
+
+
+class InvalidTransition(DomainError):
+    code = "invalid_transition"
+    default_message = "That change is not possible in the current status."
+
+
+ERROR_CODES: dict[str, str] = {
+    "bad_request": "The frame is not a JSON object, the action is unknown, or a field has the "
+    "wrong type.",
+    "validation_error": "The fields are well-formed but their values are not acceptable; "
+    "``errors`` maps each field to its messages.",
+    "not_found": "The object does not exist or is not yours to see.",
+    "forbidden": "You can see the object but your role may not perform this action on it.",
+    "invalid_transition": "The pickup's current status does not allow this action.",
+    "internal_error": "An unexpected server error, logged on the server. A change that failed "
+    "inside its transaction is rolled back; retry ``create`` with the same idempotency key.",
+}

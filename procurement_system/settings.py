@@ -1,0 +1,239 @@
+"""Settings for the procurement pickup platform.
+
+Every value that differs between machines comes from the environment (12-factor, as in
+cookiecutter-django); the defaults are the embedded development set-up that ``make run`` starts:
+SQLite, RabbitMQ and Redis on localhost.
+"""
+
+from pathlib import Path
+
+import environ
+from kombu import Exchange, Queue
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+# GENERAL
+# https://docs.djangoproject.com/en/5.2/ref/settings/
+# ------------------------------------------------------------------------------
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+SECRET_KEY = env(
+    "DJANGO_SECRET_KEY",
+    default="django-insecure-development-key-only-for-make-run-never-in-production",
+)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+TIME_ZONE = "UTC"
+USE_TZ = True
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# APPS
+# ------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_celery_results",
+    "django_celery_beat",
+    "vendors",
+    "pickups",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "procurement_system.urls"
+ASGI_APPLICATION = "procurement_system.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+STATIC_URL = "static/"
+STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "var" / "static"))
+
+# DATABASES
+# https://docs.djangoproject.com/en/5.2/ref/databases/
+# ------------------------------------------------------------------------------
+# SQLite is the embedded default; PostgreSQL when DATABASE_URL says so.
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (uvicorn, workers, beat) write to one file. WAL lets readers run beside
+    # the writer, and IMMEDIATE transactions take the write lock at BEGIN, so two transactions
+    # that read-then-write a pickup are serialized instead of failing with "database is locked"
+    # halfway through. This is SQLite's equivalent of the row locks PostgreSQL gives us.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+
+# CACHES
+# https://docs.djangoproject.com/en/5.2/topics/cache/#database-caching
+# ------------------------------------------------------------------------------
+CELERY_RESULTS_CACHE_ALIAS = "celery_results"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    CELERY_RESULTS_CACHE_ALIAS: {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "celery_results_cache",
+        # Culling removes 1/CULL_FREQUENCY of the entries once MAX_ENTRIES is reached, whatever
+        # their age. Size the table well above what a day of results holds so that results
+        # leave by expiry (CELERY_RESULT_EXPIRES), not by early culling.
+        "TIMEOUT": env.int("CELERY_RESULT_EXPIRES", default=86400),
+        "OPTIONS": {"MAX_ENTRIES": env.int("CELERY_RESULTS_MAX_ENTRIES", default=1_000_000)},
+    },
+}
+
+# AUTH
+# ------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+# DJANGO REST FRAMEWORK
+# https://www.django-rest-framework.org/api-guide/settings/
+# ------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Procurement pickup platform API",
+    "VERSION": "1.0.0",
+}
+
+# CHANNELS
+# https://channels.readthedocs.io/en/stable/topics/channel_layers.html
+# ------------------------------------------------------------------------------
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "procurement_system.channel_layer.PooledRedisChannelLayer",
+        "CONFIG": {
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    # Bounded pool that waits for a free connection instead of raising
+                    # MaxConnectionsError when a thousand sockets connect at once.
+                    "max_connections": env.int("CHANNEL_LAYER_MAX_CONNECTIONS", default=200),
+                    "timeout": env.float("CHANNEL_LAYER_POOL_TIMEOUT", default=10.0),
+                }
+            ],
+            "prefix": env("CHANNEL_LAYER_PREFIX", default="asgi"),
+            "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=1000),
+            "expiry": 60,
+        },
+    }
+}
+# Largest WebSocket text frame a consumer accepts; larger frames close the socket with 1009.
+WEBSOCKET_MAX_FRAME_BYTES = 64 * 1024
+
+# CELERY
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html
+# ------------------------------------------------------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
+# Results go to a DatabaseCache table (created by ``manage.py createcachetable``).
+CELERY_RESULT_BACKEND = "django-cache"
+CELERY_CACHE_BACKEND = CELERY_RESULTS_CACHE_ALIAS
+CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=86400)
+CELERY_RESULT_EXTENDED = True
+# JSON only: a pickle message from the network could run code in the worker.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_TASK_TRACK_STARTED = True
+# Acknowledge after the task ran, and requeue it when the worker process dies, so a crash
+# mid-task redelivers the message; tasks are written to be idempotent for that reason.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Queue names may carry a prefix so that several stacks (a test run beside ``make run``)
+# share one RabbitMQ without taking each other's tasks.
+CELERY_QUEUE_PREFIX = env("CELERY_QUEUE_PREFIX", default="")
+QUEUE_ASSIGNMENTS = f"{CELERY_QUEUE_PREFIX}assignments"
+QUEUE_NOTIFICATIONS = f"{CELERY_QUEUE_PREFIX}notifications"
+QUEUE_MAINTENANCE = f"{CELERY_QUEUE_PREFIX}maintenance"
+_tasks_exchange = Exchange(f"{CELERY_QUEUE_PREFIX}tasks", type="direct", durable=True)
+CELERY_TASK_QUEUES = [
+    Queue(name, _tasks_exchange, routing_key=name, durable=True)
+    for name in (QUEUE_ASSIGNMENTS, QUEUE_NOTIFICATIONS, QUEUE_MAINTENANCE)
+]
+CELERY_TASK_DEFAULT_QUEUE = QUEUE_MAINTENANCE
+CELERY_TASK_DEFAULT_EXCHANGE = _tasks_exchange.name
+CELERY_TASK_DEFAULT_ROUTING_KEY = QUEUE_MAINTENANCE
+CELERY_TASK_ROUTES = {
+    "pickups.tasks.assign_vendor_task": {
+        "queue": QUEUE_ASSIGNMENTS,
+        "routing_key": QUEUE_ASSIGNMENTS,
+    },
+    "notifications.tasks.send_notification_task": {
+        "queue": QUEUE_NOTIFICATIONS,
+        "routing_key": QUEUE_NOTIFICATIONS,
+    },
+}
+
+# DOMAIN
+# ------------------------------------------------------------------------------
+PICKUP_MAX_ITEMS = 20
+PICKUP_MAX_WINDOW_DAYS = 30
+PICKUP_LIST_LIMIT = 100
+NOTIFICATION_REPLAY_BATCH = 200
+PLATFORM_CURRENCY = env("PLATFORM_CURRENCY", default="EUR")
+
+# LOGGING
+# ------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+}

@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import path
+from django.views.decorators.http import require_GET
+from rest_framework.authtoken.views import obtain_auth_token
+
+
+@require_GET
+def health(request):
+    """The web process is up and serving (dependencies are not checked here)."""
+    return JsonResponse({"status": "ok"})
+
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("health/", health, name="health"),
+]
