@@ -38,7 +38,7 @@ class NotificationConsumer(JsonActionConsumer):
     gets everything after that from the database, then live messages continue seamlessly.
     """
 
-    actions = {"replay": "replay", "mark_read": "mark_read", "ping": "ping"}
+    actions = frozenset({"replay", "mark_read", "ping"})
 
     async def joined(self) -> None:
         self.group = user_group(self.user.pk)
@@ -74,12 +74,12 @@ class NotificationConsumer(JsonActionConsumer):
             return
         await self._send_notification(notification)
 
-    async def replay(self, content: dict[str, Any]) -> dict[str, Any]:
+    async def action_replay(self, content: dict[str, Any]) -> dict[str, Any]:
         self.last_id = validated(ReplaySerializer, content)["after"]
         await self._catch_up()
         return {"type": "replay.done", "last_id": self.last_id}
 
-    async def mark_read(self, content: dict[str, Any]) -> dict[str, Any]:
+    async def action_mark_read(self, content: dict[str, Any]) -> dict[str, Any]:
         ids = validated(MarkReadSerializer, content)["ids"]
 
         @database_sync_to_async
@@ -90,7 +90,7 @@ class NotificationConsumer(JsonActionConsumer):
         marked, unread = await mark()
         return {"type": "notifications.read", "ids": marked, "unread_count": unread}
 
-    async def ping(self, content: dict[str, Any]) -> dict[str, Any]:
+    async def action_ping(self, content: dict[str, Any]) -> dict[str, Any]:
         return {"type": "pong"}
 
     async def _catch_up(self) -> None:

@@ -32,18 +32,9 @@ class ListFrameSerializer(serializers.Serializer):
 
 
 class PickupConsumer(JsonActionConsumer):
-    actions = {
-        "create": "create",
-        "update": "update",
-        "reject": "reject",
-        "accept": "accept",
-        "cancel": "cancel",
-        "get": "get",
-        "list": "list",
-        "ping": "ping",
-    }
+    actions = frozenset({"create", "update", "reject", "accept", "cancel", "get", "list", "ping"})
 
-    async def create(self, content: dict[str, Any]) -> dict[str, Any]:
+    async def action_create(self, content: dict[str, Any]) -> dict[str, Any]:
         frame = validated(CreateFrameSerializer, content)
         fields = validated(PickupCreateSerializer, content.get("data"))
         return await self._run(
@@ -53,7 +44,7 @@ class PickupConsumer(JsonActionConsumer):
             "pickup.created",
         )
 
-    async def update(self, content: dict[str, Any]) -> dict[str, Any]:
+    async def action_update(self, content: dict[str, Any]) -> dict[str, Any]:
         pickup_id = self._pickup_id(content)
         if "status" in content:  # a vendor member moves the job on
             step = validated(VendorStepSerializer, content)
@@ -74,27 +65,27 @@ class PickupConsumer(JsonActionConsumer):
             "pickup.updated",
         )
 
-    async def reject(self, content: dict[str, Any]) -> dict[str, Any]:
+    async def action_reject(self, content: dict[str, Any]) -> dict[str, Any]:
         pickup_id, reason = self._pickup_id(content), validated(ReasonSerializer, content)["reason"]
         return await self._run(
             lambda: services.pickup_reject(pickup_id=pickup_id, by=self.user, reason=reason),
             "pickup.rejected",
         )
 
-    async def accept(self, content: dict[str, Any]) -> dict[str, Any]:
+    async def action_accept(self, content: dict[str, Any]) -> dict[str, Any]:
         pickup_id = self._pickup_id(content)
         return await self._run(
             lambda: services.pickup_accept(pickup_id=pickup_id, by=self.user), "pickup.accepted"
         )
 
-    async def cancel(self, content: dict[str, Any]) -> dict[str, Any]:
+    async def action_cancel(self, content: dict[str, Any]) -> dict[str, Any]:
         pickup_id, reason = self._pickup_id(content), validated(ReasonSerializer, content)["reason"]
         return await self._run(
             lambda: services.pickup_cancel(pickup_id=pickup_id, by=self.user, reason=reason),
             "pickup.cancelled",
         )
 
-    async def get(self, content: dict[str, Any]) -> dict[str, Any]:
+    async def action_get(self, content: dict[str, Any]) -> dict[str, Any]:
         pickup_id = self._pickup_id(content)
 
         @database_sync_to_async
@@ -103,7 +94,7 @@ class PickupConsumer(JsonActionConsumer):
 
         return {"type": "pickup.detail", "pickup": await fetched()}
 
-    async def list(self, content: dict[str, Any]) -> dict[str, Any]:
+    async def action_list(self, content: dict[str, Any]) -> dict[str, Any]:
         options = validated(ListFrameSerializer, content)
 
         @database_sync_to_async
@@ -115,7 +106,7 @@ class PickupConsumer(JsonActionConsumer):
 
         return {"type": "pickup.list", "pickups": await listed()}
 
-    async def ping(self, content: dict[str, Any]) -> dict[str, Any]:
+    async def action_ping(self, content: dict[str, Any]) -> dict[str, Any]:
         return {"type": "pong"}
 
     # ---------------------------------------------------------------------------------------

@@ -157,6 +157,11 @@ CHANNEL_LAYERS = {
                     # MaxConnectionsError when a thousand sockets connect at once.
                     "max_connections": env.int("CHANNEL_LAYER_MAX_CONNECTIONS", default=200),
                     "timeout": env.float("CHANNEL_LAYER_POOL_TIMEOUT", default=10.0),
+                    # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that
+                    # channels-redis blocks in BZPOPMIN: the read then times out now and again
+                    # and kills the consumer. Give blocking reads room.
+                    "socket_timeout": 15,
+                    "socket_connect_timeout": 5,
                 }
             ],
             "prefix": env("CHANNEL_LAYER_PREFIX", default="asgi"),

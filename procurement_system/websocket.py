@@ -36,8 +36,8 @@ def validated(serializer_class: type[serializers.Serializer], data: Any, **kwarg
 
 
 class JsonActionConsumer(AsyncWebsocketConsumer):
-    #: action name → handler method name
-    actions: dict[str, str] = {}
+    #: the actions this consumer serves; ``action_<name>`` handles each
+    actions: frozenset[str] = frozenset()
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -77,15 +77,14 @@ class JsonActionConsumer(AsyncWebsocketConsumer):
             await self.send_error(None, BadRequest("request_id may be at most 200 characters."))
             return
         action = content.get("action")
-        handler_name = self.actions.get(action) if isinstance(action, str) else None
-        if handler_name is None:
+        if not isinstance(action, str) or action not in self.actions:
             await self.send_error(
                 request_id,
                 BadRequest(f"Unknown action. Use one of: {', '.join(sorted(self.actions))}."),
             )
             return
         try:
-            reply = await getattr(self, handler_name)(content)
+            reply = await getattr(self, f"action_{action}")(content)
         except DomainError as error:
             await self.send_error(request_id, error)
             return

@@ -1,0 +1,53 @@
+# `make run` sets up everything and starts the whole stack; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+WEB_PORT ?= 8000
+FLOWER_PORT ?= 5555
+export WEB_PORT FLOWER_PORT
+
+.PHONY: install prepare run test docs lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# Stops at once, naming the service and how to start it, when RabbitMQ or Redis is missing.
+prepare: install
+	$(BIN)/python manage.py check_services
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py createcachetable
+	$(BIN)/python manage.py seed_demo
+
+run: prepare
+	@echo
+	@echo "Starting web, workers (assignments, notifications+maintenance), beat and Flower:"
+	@echo "  Web and admin        http://127.0.0.1:$(WEB_PORT)/admin/   (admin / demo-pass-123)"
+	@echo "  API token            POST http://127.0.0.1:$(WEB_PORT)/api/auth/token/"
+	@echo "  Pickups WebSocket    ws://127.0.0.1:$(WEB_PORT)/ws/pickups/"
+	@echo "  Notifications        ws://127.0.0.1:$(WEB_PORT)/ws/notifications/"
+	@echo "  Flower               http://127.0.0.1:$(FLOWER_PORT)/   (admin / demo-pass-123)"
+	@echo "  Docs                 make docs, then open docs/_build/html/index.html"
+	@echo
+	$(BIN)/honcho start -f Procfile
+
+test: install
+	$(BIN)/pytest
+	$(MAKE) docs
+
+docs: install
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf docs/_build db.sqlite3 db.sqlite3-wal db.sqlite3-shm
