@@ -241,4 +241,6 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # pika narrates every connection at INFO.
+    "loggers": {"pika": {"level": "WARNING"}},
 }
