@@ -1,0 +1,69 @@
+"""Project wiring: Celery routing and serialization, the service check, migrations."""
+
+import io
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from procurement_system.celery import app
+
+
+def route_of(task_name: str) -> str:
+    return app.amqp.router.route({}, task_name)["queue"].name
+
+
+def test_tasks_are_routed_to_their_queues():
+    assert route_of("pickups.tasks.assign_vendor_task") == settings.QUEUE_ASSIGNMENTS
+    assert route_of("notifications.tasks.send_notification_task") == settings.QUEUE_NOTIFICATIONS
+    assert route_of("anything.else") == settings.QUEUE_MAINTENANCE
+
+
+def test_queues_are_durable_and_messages_json_only():
+    assert {q.name for q in app.conf.task_queues} == {
+        settings.QUEUE_ASSIGNMENTS, settings.QUEUE_NOTIFICATIONS, settings.QUEUE_MAINTENANCE
+    }
+    assert all(q.durable for q in app.conf.task_queues)
+    assert app.conf.accept_content == ["json"]
+    assert app.conf.task_serializer == app.conf.result_serializer == "json"
+    assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
+
+
+def test_results_go_to_the_database_cache_and_expire():
+    assert app.conf.result_backend == "django-cache"
+    cache = settings.CACHES[app.conf.cache_backend]
+    assert cache["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+    assert app.conf.result_expires == cache["TIMEOUT"] > 0
+    assert cache["OPTIONS"]["MAX_ENTRIES"] >= 100_000
+
+
+def test_tasks_are_registered():
+    app.loader.import_default_modules()
+    assert {"pickups.tasks.assign_vendor_task", "notifications.tasks.send_notification_task"} <= set(
+        app.tasks
+    )
+
+
+def test_check_services_names_the_missing_service_and_how_to_start_it(settings):
+    settings.CELERY_BROKER_URL = "amqp://guest:guest@127.0.0.1:1//"
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    stderr = io.StringIO()
+    with pytest.raises(CommandError, match="RabbitMQ and Redis unavailable"):
+        call_command("check_services", stderr=stderr)
+    assert "rabbitmq-server -detached" in stderr.getvalue()
+    assert "redis-server --daemonize yes" in stderr.getvalue()
+
+
+@pytest.mark.django_db
+def test_models_and_migrations_agree():
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+@pytest.mark.django_db
+def test_seed_demo_is_repeatable():
+    first, second = io.StringIO(), io.StringIO()
+    call_command("seed_demo", stdout=first)
+    call_command("seed_demo", stdout=second)
+    assert first.getvalue() == second.getvalue()
+    assert "victor  Authorization: Token " in first.getvalue()
