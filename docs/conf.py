@@ -7,6 +7,8 @@ from pathlib import Path
 # The repository root, so that autodoc imports the project's own modules.
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Local extensions: tables drawn from the code (``_ext/platform_tables.py``).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 
 # Autodoc imports the Celery task modules, which import models: Django must be set up first.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "procurement_system.settings")
@@ -26,12 +28,13 @@ copyright = "the procurement pickup platform team"  # noqa: A001
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
+    "platform_tables",
 ]
 # Documents Celery tasks with ``.. autotask::`` and gives them a ``(task)`` prefix.
 extensions += ["celery.contrib.sphinx"]
 # Sphinx 9 rewrote autodoc; the Celery task documenter needs the class-based implementation.
 autodoc_use_legacy_class_based = True
-celery_task_prefix = "(task)"
+celery_task_prefix = "(task) "
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"

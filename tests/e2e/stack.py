@@ -1,4 +1,5 @@
-"""The real stack for end-to-end tests: uvicorn and a Celery worker as separate processes.
+"""The real stack for end-to-end tests: the Procfile's web and worker processes, as ``make run``
+starts them.
 
 Each run gets its own SQLite file, queue names and channel-layer prefix, so it can share
 RabbitMQ and Redis with a ``make run`` on the same machine without taking its messages.
@@ -35,14 +36,20 @@ def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.1) -
         time.sleep(interval)
 
 
+def procfile_commands() -> dict[str, str]:
+    lines = (REPO / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
 class Stack:
-    def __init__(self, workdir: Path, *, worker_concurrency: int = 2) -> None:
+    PROCESSES = ("web", "assignments", "notifications")
+
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.run_id = uuid.uuid4().hex[:8]
         self.port = free_port()
         self.prefix = f"e2e-{self.run_id}-"
         self.queues = [f"{self.prefix}{q}" for q in ("assignments", "notifications", "maintenance")]
-        self.worker_concurrency = worker_concurrency
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "procurement_system.settings",
@@ -50,6 +57,8 @@ class Stack:
             "CELERY_QUEUE_PREFIX": self.prefix,
             "CHANNEL_LAYER_PREFIX": f"e2e-{self.run_id}",
             "DJANGO_DEBUG": "false",
+            "WEB_PORT": str(self.port),
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
         }
         self.processes: dict[str, subprocess.Popen] = {}
@@ -75,24 +84,20 @@ class Stack:
         self.manage("migrate", "--noinput")
         self.manage("createcachetable")
         self.manage("seed_demo")
-        self._spawn("web", [
-            str(BIN / "uvicorn"), "procurement_system.asgi:application", "--host", "127.0.0.1",
-            "--port", str(self.port), "--ws-max-size", "65536", "--log-level", "warning",
-        ])
-        self._spawn("worker", [
-            str(BIN / "celery"), "-A", "procurement_system", "worker", "--queues",
-            ",".join(self.queues), "--hostname", f"e2e-{self.run_id}@%h", "--concurrency",
-            str(self.worker_concurrency), "--loglevel", "INFO", "--without-mingle",
-            "--without-gossip",
-        ])
+        procfile = procfile_commands()
+        for name in self.PROCESSES:
+            self._spawn(name, procfile[name])
         wait_until(self._web_ready, timeout=30, what="uvicorn to answer /health/")
-        wait_until(lambda: "ready." in self.log("worker"), timeout=60,
-                   what="the Celery worker to be ready")
+        for worker in self.PROCESSES[1:]:
+            wait_until(lambda w=worker: "ready." in self.log(w), timeout=60,
+                       what=f"the {worker} worker to be ready")
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, command: str) -> None:
         log = open(self.workdir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        # exec: the signal from stop() reaches the process itself, not a shell around it.
         self.processes[name] = subprocess.Popen(
-            argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            ["bash", "-c", f"exec {command}"], cwd=REPO, env=self.env, stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def _web_ready(self) -> bool:
