@@ -158,3 +158,31 @@ async def test_create_to_offer_latency(stack, tokens):
     assert len(offer_ms) == 30
     for ws in (alice, vince, inbox):
         await ws.close()
+
+
+async def test_accept_and_reject_sent_at_once_are_serialized(stack, tokens):
+    """Two sockets of the same vendor member race on one offer: exactly one change wins."""
+    alice = await open_socket(stack, tokens["alice"], "/ws/pickups/")
+    inbox = await open_socket(stack, tokens["victor"], "/ws/notifications/")
+    first = await open_socket(stack, tokens["victor"], "/ws/pickups/")
+    second = await open_socket(stack, tokens["victor"], "/ws/pickups/")
+    for _ in range(5):
+        pickup_id = (await call(alice, "create", data=pickup_data()))["pickup"]["id"]
+        await notification(inbox, "pickup.offered", pickup_id)
+        accepted, rejected = await asyncio.gather(
+            call(first, "accept", pickup_id=pickup_id),
+            call(second, "reject", pickup_id=pickup_id, reason="race"),
+        )
+        outcomes = sorted([accepted["type"], rejected["type"]])
+        assert outcomes in (["error", "pickup.accepted"], ["error", "pickup.rejected"]), outcomes
+        loser = accepted if accepted["type"] == "error" else rejected
+        assert loser["code"] in ("invalid_transition", "not_found")
+        state = (await call(alice, "get", pickup_id=pickup_id))["pickup"]
+        if accepted["type"] == "pickup.accepted":
+            assert state["status"] == "accepted" and state["rejections"] == []
+        else:
+            assert [r["vendor"]["name"] for r in state["rejections"]] == ["Victor Recycling"]
+            assert state["vendor"] is None or state["vendor"]["name"] != "Victor Recycling"
+        assert (await call(alice, "cancel", pickup_id=pickup_id))["type"] == "pickup.cancelled"
+    for ws in (alice, inbox, first, second):
+        await ws.close()
