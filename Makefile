@@ -7,7 +7,7 @@ WEB_PORT ?= 8000
 FLOWER_PORT ?= 5555
 export WEB_PORT FLOWER_PORT
 
-.PHONY: install prepare run test docs lint clean
+.PHONY: install prepare run test test-postgres docs lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ run: prepare
 test: install
 	$(BIN)/pytest
 	$(MAKE) docs
+
+# The unit and consumer tests again, on PostgreSQL (the local server, or TEST_DATABASE_URL).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+test-postgres: install
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest --ignore=tests/e2e
 
 docs: install
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html

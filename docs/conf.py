@@ -21,7 +21,7 @@ django.setup()
 
 project = "Procurement pickup platform"
 author = "The procurement pickup platform team"
-copyright = "the procurement pickup platform team"  # noqa: A001
+copyright = "the procurement pickup platform team"
 
 # -- General configuration ---------------------------------------------------------------------
 

@@ -365,7 +365,7 @@ _UNCHANGED: Any = object()
 def _locked_visible(pickup_id: int, user: AbstractBaseUser) -> PickupRequest:
     """The pickup, locked for this transaction, if the user may see it; else NotFound."""
     pickup = (
-        PickupRequest.objects.select_for_update()
+        PickupRequest.objects.select_for_update(of=("self",))
         .select_related("vendor")
         .filter(pk=pickup_id)
         .first()

@@ -40,3 +40,17 @@ def run_on_commit(django_capture_on_commit_callbacks):
             return call(*args, **kwargs)
 
     return run
+
+
+@pytest.fixture
+async def worker_thread_connections():
+    """Close the database connection that consumer code opened in the sync worker thread.
+
+    ``database_sync_to_async`` runs the ORM in a separate thread; its connection would otherwise
+    outlive the test and keep PostgreSQL from dropping the test database.
+    """
+    from channels.db import database_sync_to_async
+    from django.db import connections
+
+    yield
+    await database_sync_to_async(connections.close_all)()

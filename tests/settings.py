@@ -6,11 +6,14 @@ production settings module against real RabbitMQ and Redis.
 
 from procurement_system.settings import *  # noqa: F403
 
-DATABASES["default"] = {  # noqa: F405
-    "ENGINE": "django.db.backends.sqlite3",
-    "NAME": ":memory:",
-    "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
-}
+# SQLite in memory unless TEST_DATABASE_URL names another database (e.g. the local PostgreSQL).
+DATABASES["default"] = env.db(  # noqa: F405
+    "TEST_DATABASE_URL", default="sqlite://:memory:"
+)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}  # noqa: F405
+# Consumer tests run the ORM in worker threads; persistent connections would outlive the test DB.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -23,10 +23,10 @@ EVENT_TRIGGERS = {
     "accept": "A member of the offered vendor: ``accept``.",
     "vendor_reject": "A member of the offered vendor: ``reject``.",
     "customer_reject": "The customer: ``reject`` after the vendor accepted.",
-    "start": "A member of the vendor: ``update`` with ``\"status\": \"en_route\"``.",
-    "pick_up": "A member of the vendor: ``update`` with ``\"status\": \"picked_up\"`` "
+    "start": 'A member of the vendor: ``update`` with ``"status": "en_route"``.',
+    "pick_up": 'A member of the vendor: ``update`` with ``"status": "picked_up"`` '
     "(optionally with actual weights).",
-    "complete": "A member of the vendor: ``update`` with ``\"status\": \"completed\"``.",
+    "complete": 'A member of the vendor: ``update`` with ``"status": "completed"``.',
     "cancel": "The customer: ``cancel``.",
 }
 
@@ -74,9 +74,13 @@ STATUS_SETS = {
 def _check(kind: str, code_names, doc_names) -> None:
     code_names, doc_names = set(code_names), set(doc_names)
     for name in sorted(code_names - doc_names):
-        logger.warning("platform_tables: %s %r is in the code but not described in the docs", kind, name)
+        logger.warning(
+            "platform_tables: %s %r is in the code but not described in the docs", kind, name
+        )
     for name in sorted(doc_names - code_names):
-        logger.warning("platform_tables: %s %r is described in the docs but not in the code", kind, name)
+        logger.warning(
+            "platform_tables: %s %r is described in the docs but not in the code", kind, name
+        )
 
 
 def _cell(text: str) -> list[str]:
@@ -200,7 +204,10 @@ class NotificationKindTable(_TableDirective):
 
         self.depends_on(kinds)
         _check("notification kind", KINDS, KIND_EXTRA_DATA)
-        return [[f"``{kind}``", meaning, KIND_EXTRA_DATA.get(kind, "")] for kind, meaning in KINDS.items()]
+        return [
+            [f"``{kind}``", meaning, KIND_EXTRA_DATA.get(kind, "")]
+            for kind, meaning in KINDS.items()
+        ]
 
 
 def setup(app):

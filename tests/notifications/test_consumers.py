@@ -10,7 +10,11 @@ from notifications.services import notification_store
 from tests.consumers import ask, connect, token_for
 from tests.factories import UserFactory
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.asyncio,
+    pytest.mark.usefixtures("worker_thread_connections"),
+]
 
 
 @pytest.fixture

@@ -9,7 +9,11 @@ from pickups.models import PickupRequest
 from tests.consumers import ask, connect, token_for
 from tests.factories import HOME, UserFactory, VendorFactory, create_pickup, member_of
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.asyncio,
+    pytest.mark.usefixtures("worker_thread_connections"),
+]
 
 
 def create_frame(**data):
