@@ -1,5 +1,6 @@
 """``/ws/notifications/``: a user's live notifications, with replay of what a socket missed."""
 
+import re
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -14,6 +15,7 @@ from procurement_system.errors import BadRequest
 from procurement_system.websocket import JsonActionConsumer, validated
 
 MAX_SEQ = 2**63 - 1
+ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class ReplaySerializer(serializers.Serializer):
@@ -47,16 +49,14 @@ class NotificationConsumer(JsonActionConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         after = query.get("after", [None])[0]
-        if after is None:
-            self.last_id = await database_sync_to_async(selectors.notification_last_seq)(
-                user_id=self.user.pk
-            )
+        latest = await database_sync_to_async(selectors.notification_last_seq)(user_id=self.user.pk)
+        if after is None or not ASCII_DIGITS.fullmatch(after):
+            # Without a valid position the socket starts at "now": live notifications only.
+            self.last_id = latest
+            if after is not None:
+                await self.send_error(None, BadRequest("?after must be a non-negative integer."))
             return
-        if not after.isdigit() or int(after) > MAX_SEQ:
-            self.last_id = 0
-            await self.send_error(None, BadRequest("?after must be a non-negative integer."))
-            return
-        self.last_id = int(after)
+        self.last_id = min(int(after), latest)
         await self._catch_up()
         await self.send_json({"type": "replay.done", "request_id": None, "last_id": self.last_id})
 
@@ -75,7 +75,10 @@ class NotificationConsumer(JsonActionConsumer):
         await self._send_notification(notification)
 
     async def action_replay(self, content: dict[str, Any]) -> dict[str, Any]:
-        self.last_id = validated(ReplaySerializer, content)["after"]
+        after = validated(ReplaySerializer, content)["after"]
+        # A position beyond the newest notification would make the socket drop the next ones.
+        latest = await database_sync_to_async(selectors.notification_last_seq)(user_id=self.user.pk)
+        self.last_id = min(after, latest)
         await self._catch_up()
         return {"type": "replay.done", "last_id": self.last_id}
 

@@ -3,31 +3,35 @@ from django.contrib import admin
 from pickups.models import PickupItem, PickupRejection, PickupRequest, PickupTransition
 
 
-class PickupItemInline(admin.TabularInline):
+class ViewOnly:
+    """Pickups change only through the services (which lock, validate, log and notify), so the
+    admin shows them without offering a way around those rules."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class PickupItemInline(ViewOnly, admin.TabularInline):
     model = PickupItem
-    extra = 0
 
 
-class PickupRejectionInline(admin.TabularInline):
+class PickupRejectionInline(ViewOnly, admin.TabularInline):
     model = PickupRejection
-    extra = 0
-    readonly_fields = ["vendor", "rejected_by", "role", "reason", "created_at"]
-    can_delete = False
 
 
-class PickupTransitionInline(admin.TabularInline):
+class PickupTransitionInline(ViewOnly, admin.TabularInline):
     model = PickupTransition
-    extra = 0
-    readonly_fields = ["event", "from_status", "to_status", "actor", "vendor", "created_at"]
-    can_delete = False
 
 
 @admin.register(PickupRequest)
-class PickupRequestAdmin(admin.ModelAdmin):
-    """Status and vendor are read-only here: they change only through the services."""
-
+class PickupRequestAdmin(ViewOnly, admin.ModelAdmin):
     list_display = ["id", "customer", "status", "vendor", "window_start", "created_at"]
     list_filter = ["status", "vendor"]
     search_fields = ["id", "customer__username", "address"]
-    readonly_fields = ["status", "vendor", "version", "idempotency_key", "status_changed_at"]
     inlines = [PickupItemInline, PickupRejectionInline, PickupTransitionInline]

@@ -8,19 +8,20 @@ from rest_framework import serializers
 from pickups.models import PickupRejection, PickupRequest, PickupTransition
 from pickups.services import ItemInput
 from pickups.transitions import VENDOR_HELD, VENDOR_STEPS, Status
+from procurement_system.serializers import StrictSerializer
 
 MAX_ID = 2**63 - 1
 MAX_KG = Decimal("100000")
 
 
-class ItemInputSerializer(serializers.Serializer):
+class ItemInputSerializer(StrictSerializer):
     material = serializers.SlugField(max_length=40)
     estimated_kg = serializers.DecimalField(
         max_digits=9, decimal_places=2, min_value=Decimal("0.01"), max_value=MAX_KG
     )
 
 
-class PickupCreateSerializer(serializers.Serializer):
+class PickupCreateSerializer(StrictSerializer):
     address = serializers.CharField(max_length=500)
     latitude = serializers.FloatField(min_value=-90, max_value=90)
     longitude = serializers.FloatField(min_value=-180, max_value=180)
@@ -46,7 +47,7 @@ class PickupChangeSerializer(PickupCreateSerializer):
         super().__init__(*args, **kwargs)
 
 
-class ActualWeightSerializer(serializers.Serializer):
+class ActualWeightSerializer(StrictSerializer):
     material = serializers.SlugField(max_length=40)
     actual_kg = serializers.DecimalField(
         max_digits=9, decimal_places=2, min_value=Decimal("0"), max_value=MAX_KG

@@ -314,9 +314,10 @@ def pickup_update_details(
 ) -> PickupRequest:
     """The customer edits the request before pickup.
 
-    Address, notes, contact phone and window may change until the goods are collected. The
-    location and the items decide which vendor is eligible, so they may change only while no
-    vendor holds the pickup.
+    Address, notes, contact phone and window may change until the vendor sets off (en route).
+    The location and the items decide which vendor is eligible, so they may change only while no
+    vendor holds the pickup; changing them on an unassigned pickup retries the assignment, since
+    another vendor may now be eligible.
     """
     unknown = set(changes) - DETAIL_FIELDS - LOCATION_FIELDS
     if unknown:
@@ -354,6 +355,9 @@ def pickup_update_details(
             f"Pickup #{pickup.pk} was updated.",
             extra={"fields": sorted(changes)},
         )
+        if set(changes) & LOCATION_FIELDS and pickup.status == Status.UNASSIGNED:
+            _change(pickup, Event.RETRY, actor=by)
+            _enqueue_assignment(pickup.pk)
         return pickup
 
 
@@ -431,7 +435,14 @@ def _announce(
     """
     if vendor_id is _UNCHANGED:
         vendor_id = pickup.vendor_id
-    data = {"pickup_id": pickup.pk, "status": pickup.status, **(extra or {})}
+    # Notification ids give the order of delivery to one user; two notifications about one
+    # pickup can be stored by concurrent tasks, so ``version`` gives the order of the events.
+    data = {
+        "pickup_id": pickup.pk,
+        "status": pickup.status,
+        "version": pickup.version,
+        **(extra or {}),
+    }
     event_key = f"pickup:{pickup.pk}:v{pickup.version}"
     member_ids = set(vendor_member_ids(vendor_id=vendor_id)) if vendor_id else set()
     member_ids.discard(pickup.customer_id)

@@ -15,7 +15,8 @@ from pickups.services import pickup_assign_vendor
 def assign_vendor_task(pickup_id: int) -> str | None:
     """Offer pending pickup ``pickup_id`` to the nearest eligible vendor, or mark it unassigned.
 
-    Runs on the ``assignments`` queue, which workers serve ahead of the others. Idempotent: a
+    Runs on the ``assignments`` queue, which has workers of its own, so an assignment never
+    waits behind notification traffic. Idempotent: a
     redelivered message finds the pickup no longer pending and changes nothing. Retries with
     backoff when the database is briefly unavailable. Returns the pickup's status afterwards.
     """

@@ -57,7 +57,7 @@ VENDOR_HELD = frozenset(
 # Statuses that take one unit of the vendor's capacity.
 CAPACITY_HELD = VENDOR_HELD - {Status.COMPLETED}
 TERMINAL = frozenset({Status.COMPLETED, Status.CANCELLED, Status.EXPIRED})
-# Before the goods are collected the customer may still edit the request's details.
+# Until the vendor sets off the customer may still edit the request's details.
 EDITABLE = frozenset({Status.PENDING, Status.OFFERED, Status.UNASSIGNED, Status.ACCEPTED})
 # While no vendor holds the pickup, its location and items may change too.
 RELOCATABLE = frozenset({Status.PENDING, Status.UNASSIGNED})

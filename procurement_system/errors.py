@@ -50,9 +50,9 @@ class InvalidTransition(DomainError):
 
 
 ERROR_CODES: dict[str, str] = {
-    "bad_request": "The frame is not a JSON object, the action is unknown, or a field has the "
-    "wrong type.",
-    "validation_error": "The fields are well-formed but their values are not acceptable; "
+    "bad_request": "The frame itself is unusable: not JSON (NaN and Infinity included), not an "
+    "object, binary, an unknown or missing action, or a request_id that is not a string.",
+    "validation_error": "A field is missing, unknown, of the wrong type or out of range; "
     "``errors`` maps each field to its messages.",
     "not_found": "The object does not exist or is not yours to see.",
     "forbidden": "You can see the object but your role may not perform this action on it.",

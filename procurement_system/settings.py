@@ -229,7 +229,6 @@ PICKUP_MAX_ITEMS = 20
 PICKUP_MAX_WINDOW_DAYS = 30
 PICKUP_LIST_LIMIT = 100
 NOTIFICATION_REPLAY_BATCH = 200
-PLATFORM_CURRENCY = env("PLATFORM_CURRENCY", default="EUR")
 
 # LOGGING
 # ------------------------------------------------------------------------------

@@ -22,7 +22,9 @@ def test_tasks_are_routed_to_their_queues():
 
 def test_queues_are_durable_and_messages_json_only():
     assert {q.name for q in app.conf.task_queues} == {
-        settings.QUEUE_ASSIGNMENTS, settings.QUEUE_NOTIFICATIONS, settings.QUEUE_MAINTENANCE
+        settings.QUEUE_ASSIGNMENTS,
+        settings.QUEUE_NOTIFICATIONS,
+        settings.QUEUE_MAINTENANCE,
     }
     assert all(q.durable for q in app.conf.task_queues)
     assert app.conf.accept_content == ["json"]
@@ -40,9 +42,10 @@ def test_results_go_to_the_database_cache_and_expire():
 
 def test_tasks_are_registered():
     app.loader.import_default_modules()
-    assert {"pickups.tasks.assign_vendor_task", "notifications.tasks.send_notification_task"} <= set(
-        app.tasks
-    )
+    assert {
+        "pickups.tasks.assign_vendor_task",
+        "notifications.tasks.send_notification_task",
+    } <= set(app.tasks)
 
 
 def test_check_services_names_the_missing_service_and_how_to_start_it(settings):
@@ -67,3 +70,21 @@ def test_seed_demo_is_repeatable():
     call_command("seed_demo", stdout=second)
     assert first.getvalue() == second.getvalue()
     assert "victor  Authorization: Token " in first.getvalue()
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_pickups_but_cannot_change_them(client, customer):
+    from django.contrib.auth import get_user_model
+
+    from tests.factories import create_pickup
+
+    pickup = create_pickup(customer)
+    client.force_login(get_user_model().objects.create_superuser("op", "op@example.com", "x"))
+    page = client.get(f"/admin/pickups/pickuprequest/{pickup.pk}/change/")
+    assert page.status_code == 200
+    assert b"Alexanderplatz 1, Berlin" in page.content
+    posted = client.post(
+        f"/admin/pickups/pickuprequest/{pickup.pk}/change/", {"status": "completed"}
+    )
+    assert posted.status_code == 403
+    assert client.get("/admin/pickups/pickuprequest/").status_code == 200

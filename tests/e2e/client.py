@@ -39,9 +39,11 @@ async def call(ws, action: str, timeout: float = 10, **fields) -> dict:
 async def notification(ws, kind: str, pickup_id: int, timeout: float = 10) -> dict:
     frame = await next_frame(
         ws,
-        lambda f: f.get("type") == "notification"
-        and f["notification"]["kind"] == kind
-        and f["notification"]["data"].get("pickup_id") == pickup_id,
+        lambda f: (
+            f.get("type") == "notification"
+            and f["notification"]["kind"] == kind
+            and f["notification"]["data"].get("pickup_id") == pickup_id
+        ),
         timeout,
     )
     return frame["notification"]

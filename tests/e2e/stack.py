@@ -73,8 +73,12 @@ class Stack:
 
     def manage(self, *args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True,
-            text=True, timeout=120,
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if done.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
@@ -89,14 +93,20 @@ class Stack:
             self._spawn(name, procfile[name])
         wait_until(self._web_ready, timeout=30, what="uvicorn to answer /health/")
         for worker in self.PROCESSES[1:]:
-            wait_until(lambda w=worker: "ready." in self.log(w), timeout=60,
-                       what=f"the {worker} worker to be ready")
+            wait_until(
+                lambda w=worker: "ready." in self.log(w),
+                timeout=60,
+                what=f"the {worker} worker to be ready",
+            )
 
     def _spawn(self, name: str, command: str) -> None:
         log = open(self.workdir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
         # exec: the signal from stop() reaches the process itself, not a shell around it.
         self.processes[name] = subprocess.Popen(
-            ["bash", "-c", f"exec {command}"], cwd=REPO, env=self.env, stdout=log,
+            ["bash", "-c", f"exec {command}"],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
 

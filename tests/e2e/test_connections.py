@@ -23,11 +23,19 @@ async def test_a_thousand_simultaneous_connects_all_join_their_group(stack, toke
         # Every socket is in Notifications_<alice>: one notification reaches all of them.
         alice = await open_socket(stack, tokens["alice"], "/ws/pickups/")
         pickup_id = (await call(alice, "create", data=pickup_data()))["pickup"]["id"]
-        frames = await asyncio.gather(*(
-            next_frame(ws, lambda f: f.get("type") == "notification"
-                       and f["notification"]["data"]["pickup_id"] == pickup_id, timeout=30)
-            for ws in sockets
-        ))
+        frames = await asyncio.gather(
+            *(
+                next_frame(
+                    ws,
+                    lambda f: (
+                        f.get("type") == "notification"
+                        and f["notification"]["data"]["pickup_id"] == pickup_id
+                    ),
+                    timeout=30,
+                )
+                for ws in sockets
+            )
+        )
         assert len({f["notification"]["id"] for f in frames}) == 1
         assert len(frames) == SOCKETS
         await call(alice, "cancel", pickup_id=pickup_id)

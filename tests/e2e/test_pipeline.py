@@ -39,7 +39,9 @@ async def test_create_offer_reject_reoffer_accept_complete(stack, tokens):
     assert "Vera Metals" in told["message"]
 
     for status in ("en_route", "picked_up", "completed"):
-        extra = {"items": [{"material": "paper", "actual_kg": 37.4}]} if status == "picked_up" else {}
+        extra = (
+            {"items": [{"material": "paper", "actual_kg": 37.4}]} if status == "picked_up" else {}
+        )
         reply = await call(vera, "update", pickup_id=pickup_id, status=status, **extra)
         assert reply["type"] == f"pickup.{status}", reply
         await notification(alice_inbox, f"pickup.{status}", pickup_id)
@@ -48,7 +50,13 @@ async def test_create_offer_reject_reoffer_accept_complete(stack, tokens):
     assert final["pickup"]["status"] == "completed"
     assert [r["vendor"]["name"] for r in final["pickup"]["rejections"]] == ["Victor Recycling"]
     assert [h["status"] for h in final["pickup"]["history"]] == [
-        "pending", "offered", "pending", "offered", "accepted", "en_route", "picked_up",
+        "pending",
+        "offered",
+        "pending",
+        "offered",
+        "accepted",
+        "en_route",
+        "picked_up",
         "completed",
     ]
     # Victor never saw the pickup again after declining it.
@@ -111,22 +119,33 @@ for name in ("hanna", "henrik"):
 
 
 async def test_two_assignments_racing_for_the_last_unit_never_both_win(stack):
-    keys = dict(line.split() for line in stack.manage("shell", "-v", "0", "-c", RACE_SETUP).splitlines())
+    keys = dict(
+        line.split() for line in stack.manage("shell", "-v", "0", "-c", RACE_SETUP).splitlines()
+    )
     hamburg = (53.5530, 9.9920)
     sockets = [await open_socket(stack, keys[n], "/ws/pickups/") for n in ("hanna", "henrik")]
     inboxes = [await open_socket(stack, keys[n], "/ws/notifications/") for n in ("hanna", "henrik")]
     for _ in range(5):
-        replies = await asyncio.gather(*(
-            call(ws, "create", data=pickup_data(location=hamburg, materials=("glass",)))
-            for ws in sockets
-        ))
+        replies = await asyncio.gather(
+            *(
+                call(ws, "create", data=pickup_data(location=hamburg, materials=("glass",)))
+                for ws in sockets
+            )
+        )
         ids = [r["pickup"]["id"] for r in replies]
-        outcomes = await asyncio.gather(*(
-            next_frame(inbox, lambda f, pid=pid: f.get("type") == "notification"
-                       and f["notification"]["data"]["pickup_id"] == pid
-                       and f["notification"]["kind"] in ("pickup.offered", "pickup.unassigned"))
-            for inbox, pid in zip(inboxes, ids, strict=True)
-        ))
+        outcomes = await asyncio.gather(
+            *(
+                next_frame(
+                    inbox,
+                    lambda f, pid=pid: (
+                        f.get("type") == "notification"
+                        and f["notification"]["data"]["pickup_id"] == pid
+                        and f["notification"]["kind"] in ("pickup.offered", "pickup.unassigned")
+                    ),
+                )
+                for inbox, pid in zip(inboxes, ids, strict=True)
+            )
+        )
         kinds = sorted(o["notification"]["kind"] for o in outcomes)
         assert kinds == ["pickup.offered", "pickup.unassigned"]
         for ws, pid in zip(sockets, ids, strict=True):
@@ -153,8 +172,10 @@ async def test_create_to_offer_latency(stack, tokens):
         await call(vince, "reject", pickup_id=reply["pickup"]["id"])
     for name, values in (("create->reply", reply_ms), ("create->offer", offer_ms)):
         q = statistics.quantiles(values, n=20)
-        print(f"{name}: p50 {statistics.median(values):.1f} ms, p95 {q[18]:.1f} ms, "
-              f"max {max(values):.1f} ms over {len(values)}")
+        print(
+            f"{name}: p50 {statistics.median(values):.1f} ms, p95 {q[18]:.1f} ms, "
+            f"max {max(values):.1f} ms over {len(values)}"
+        )
     assert len(offer_ms) == 30
     for ws in (alice, vince, inbox):
         await ws.close()

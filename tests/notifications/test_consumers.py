@@ -25,8 +25,13 @@ def user(db):
 @database_sync_to_async
 def stored(user, count: int, start: int = 0) -> list[dict]:
     for i in range(start, start + count):
-        notification_store(user_id=user.pk, kind="pickup.offered", message=f"n{i}", data={"i": i},
-                           event_key=f"e{i}")
+        notification_store(
+            user_id=user.pk,
+            kind="pickup.offered",
+            message=f"n{i}",
+            data={"i": i},
+            event_key=f"e{i}",
+        )
     return notifications_after(user_id=user.pk, after=start, limit=count)
 
 
@@ -76,7 +81,10 @@ async def test_connect_with_after_replays_what_was_missed(user):
     socket = await connect("/ws/notifications/?after=2", key)
     assert await received_ids(socket, 5) == [3, 4, 5]
     assert json.loads(await socket.receive_from()) == {
-        "type": "replay.done", "request_id": None, "last_id": 5}
+        "type": "replay.done",
+        "request_id": None,
+        "last_id": 5,
+    }
 
 
 async def test_replay_action_and_then_live_without_overlap(user):
@@ -86,7 +94,10 @@ async def test_replay_action_and_then_live_without_overlap(user):
     await socket.send_to(text_data=json.dumps({"action": "replay", "after": 0, "request_id": "r"}))
     assert await received_ids(socket, 3) == [1, 2, 3]
     assert json.loads(await socket.receive_from()) == {
-        "type": "replay.done", "request_id": "r", "last_id": 3}
+        "type": "replay.done",
+        "request_id": "r",
+        "last_id": 3,
+    }
     for row in rows:  # the same three arriving live afterwards are duplicates
         await push(user, row)
     more = await stored(user, 1, start=3)
@@ -107,8 +118,12 @@ async def test_mark_read_reports_the_unread_count(user):
     key = await database_sync_to_async(token_for)(user)
     socket = await connect("/ws/notifications/", key)
     reply = await ask(socket, {"action": "mark_read", "ids": [1, 3], "request_id": "m"})
-    assert reply == {"type": "notifications.read", "request_id": "m", "ids": [1, 3],
-                     "unread_count": 1}
+    assert reply == {
+        "type": "notifications.read",
+        "request_id": "m",
+        "ids": [1, 3],
+        "unread_count": 1,
+    }
 
 
 async def test_others_notifications_are_not_seen(user):
@@ -138,7 +153,23 @@ async def test_bad_frames_get_validation_errors(user, frame):
     assert (await ask(socket, {"action": "ping"}))["type"] == "pong"
 
 
-async def test_bad_after_on_connect_is_reported(user):
+@pytest.mark.parametrize("after", ["abc", "-1", "%C2%B2", "1" * 30])
+async def test_bad_after_on_connect_is_reported_and_the_socket_starts_live(user, after):
+    await stored(user, 2)
     key = await database_sync_to_async(token_for)(user)
-    socket = await connect("/ws/notifications/?after=abc", key)
+    socket = await connect(f"/ws/notifications/?after={after}", key)
     assert json.loads(await socket.receive_from())["code"] == "bad_request"
+    rows = await stored(user, 1, start=2)
+    await push(user, rows[0])
+    assert await received_ids(socket, 3) == [3]  # no replay of the history
+
+
+async def test_replay_beyond_the_newest_does_not_swallow_later_notifications(user):
+    await stored(user, 2)
+    key = await database_sync_to_async(token_for)(user)
+    socket = await connect("/ws/notifications/", key)
+    done = await ask(socket, {"action": "replay", "after": 500})
+    assert done == {"type": "replay.done", "request_id": None, "last_id": 2}
+    rows = await stored(user, 1, start=2)
+    await push(user, rows[0])
+    assert await received_ids(socket, 3) == [3]

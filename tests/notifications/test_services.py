@@ -32,8 +32,12 @@ def test_the_same_event_is_stored_once():
 
 def test_a_redelivered_task_does_not_store_twice():
     user = UserFactory()
-    message = {"kind": "pickup.created", "message": "hi", "data": {"pickup_id": 1},
-               "event_key": "pickup:1:v1"}
+    message = {
+        "kind": "pickup.created",
+        "message": "hi",
+        "data": {"pickup_id": 1},
+        "event_key": "pickup:1:v1",
+    }
     assert send_notification_task(user.pk, message) == 1
     assert send_notification_task(user.pk, message) == 1
     assert Notification.objects.filter(recipient=user).count() == 1

@@ -36,7 +36,9 @@ def world(db):
     near = VendorFactory(name="Near")
     far = VendorFactory(name="Far", latitude=HOME[0] + 0.05)
     return {
-        "alice": alice, "near": near, "far": far,
+        "alice": alice,
+        "near": near,
+        "far": far,
         "alice_key": token_for(alice),
         "near_key": token_for(member_of(near)),
         "far_key": token_for(member_of(far)),
@@ -59,17 +61,21 @@ async def test_foreign_origin_is_refused(world):
     from procurement_system.asgi import application
 
     communicator = WebsocketCommunicator(
-        application, "/ws/pickups/",
-        headers=[(b"origin", b"https://evil.example"),
-                 (b"authorization", f"Token {world['alice_key']}".encode())],
+        application,
+        "/ws/pickups/",
+        headers=[
+            (b"origin", b"https://evil.example"),
+            (b"authorization", f"Token {world['alice_key']}".encode()),
+        ],
     )
     connected, _ = await communicator.connect()
     assert connected is False
 
 
 async def test_own_origin_is_allowed(world):
-    communicator = await connect("/ws/pickups/", world["alice_key"],
-                                 headers=[(b"origin", b"http://localhost:8000")])
+    communicator = await connect(
+        "/ws/pickups/", world["alice_key"], headers=[(b"origin", b"http://localhost:8000")]
+    )
     assert (await ask(communicator, {"action": "ping", "request_id": "p"}))["type"] == "pong"
 
 
@@ -110,9 +116,12 @@ async def test_the_whole_job_over_the_socket(world):
     far = await connect("/ws/pickups/", world["far_key"])
 
     assert (await ask(near, {"action": "reject", "pickup_id": pickup_id, "reason": "full"}))[
-        "type"] == "pickup.rejected"
+        "type"
+    ] == "pickup.rejected"
     assert (await ask(near, {"action": "get", "pickup_id": pickup_id}))["code"] == "not_found"
-    assert (await ask(far, {"action": "accept", "pickup_id": pickup_id}))["type"] == "pickup.accepted"
+    assert (await ask(far, {"action": "accept", "pickup_id": pickup_id}))[
+        "type"
+    ] == "pickup.accepted"
     for status in ("en_route", "picked_up", "completed"):
         frame = {"action": "update", "pickup_id": pickup_id, "status": status}
         if status == "picked_up":
@@ -128,8 +137,9 @@ async def test_the_whole_job_over_the_socket(world):
 async def test_customer_updates_and_cancels(world):
     alice = await connect("/ws/pickups/", world["alice_key"])
     pickup_id = (await ask(alice, create_frame()))["pickup"]["id"]
-    updated = await ask(alice, {"action": "update", "pickup_id": pickup_id,
-                                "data": {"notes": "Back door"}})
+    updated = await ask(
+        alice, {"action": "update", "pickup_id": pickup_id, "data": {"notes": "Back door"}}
+    )
     assert updated["type"] == "pickup.updated"
     assert updated["pickup"]["notes"] == "Back door"
     cancelled = await ask(alice, {"action": "cancel", "pickup_id": pickup_id, "reason": "sold"})
@@ -145,8 +155,9 @@ async def test_list_shows_only_own_pickups(world):
     listed = await ask(alice, {"action": "list", "request_id": "l"})
     assert listed["type"] == "pickup.list"
     assert len(listed["pickups"]) == 1
-    stranger = await connect("/ws/pickups/", await database_sync_to_async(
-        lambda: token_for(UserFactory()))())
+    stranger = await connect(
+        "/ws/pickups/", await database_sync_to_async(lambda: token_for(UserFactory()))()
+    )
     assert (await ask(stranger, {"action": "list"}))["pickups"] == []
     other_id = listed["pickups"][0]["id"]
     assert (await ask(stranger, {"action": "get", "pickup_id": other_id}))["code"] == "not_found"
@@ -177,6 +188,11 @@ async def test_list_shows_only_own_pickups(world):
         (create_frame(items=[{"material": "gold", "estimated_kg": 1}]), "validation_error"),
         (create_frame(window_end="yesterday"), "validation_error"),
         (create_frame(address="x" * 501), "validation_error"),
+        (create_frame(adress="typo"), "validation_error"),
+        (
+            create_frame(items=[{"material": "paper", "estimated_kg": 1, "kg": 2}]),
+            "validation_error",
+        ),
         ({**create_frame(), "idempotency_key": {"a": 1}}, "validation_error"),
         ({"action": "update", "pickup_id": 1, "status": "flying"}, "validation_error"),
         ({"action": "list", "limit": 0}, "validation_error"),
@@ -190,7 +206,9 @@ async def test_bad_frames_get_an_error_and_the_socket_stays_open(world, frame, c
     assert reply["message"]
     assert await database_sync_to_async(PickupRequest.objects.count)() == 0
     assert (await ask(alice, {"action": "ping", "request_id": "still-there"})) == {
-        "type": "pong", "request_id": "still-there"}
+        "type": "pong",
+        "request_id": "still-there",
+    }
 
 
 async def test_error_replies_echo_the_request_id(world):
@@ -223,5 +241,6 @@ async def test_vendor_cannot_create_changes_for_others(world):
     near = await connect("/ws/pickups/", world["near_key"])
     assert (await ask(near, {"action": "cancel", "pickup_id": pickup_id}))["code"] == "forbidden"
     assert (await ask(alice, {"action": "accept", "pickup_id": pickup_id}))["code"] == "forbidden"
-    assert (await ask(near, {"action": "update", "pickup_id": pickup_id,
-                             "data": {"notes": "x"}}))["code"] == "forbidden"
+    assert (await ask(near, {"action": "update", "pickup_id": pickup_id, "data": {"notes": "x"}}))[
+        "code"
+    ] == "forbidden"

@@ -46,7 +46,9 @@ def offered(customer, near, far, run_on_commit):
 # --- create and assign ----------------------------------------------------------------------
 
 
-def test_create_stores_request_and_offers_it_to_the_nearest_vendor(customer, near, far, run_on_commit):
+def test_create_stores_request_and_offers_it_to_the_nearest_vendor(
+    customer, near, far, run_on_commit
+):
     pickup = run_on_commit(create_pickup, customer)
 
     pickup = refreshed(pickup)
@@ -62,7 +64,9 @@ def test_create_stores_request_and_offers_it_to_the_nearest_vendor(customer, nea
     assert kinds_for(member_of(far)) == []
 
 
-def test_create_enqueues_assignment_only_after_commit(customer, near, django_capture_on_commit_callbacks):
+def test_create_enqueues_assignment_only_after_commit(
+    customer, near, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         pickup = create_pickup(customer)
     assert refreshed(pickup).status == "pending"
@@ -73,9 +77,14 @@ def test_create_enqueues_assignment_only_after_commit(customer, near, django_cap
 def test_same_idempotency_key_returns_the_same_pickup(customer, near):
     first = create_pickup(customer, key="k-1")
     again, created = services.pickup_create(
-        customer=customer, address="elsewhere", latitude=1, longitude=1,
-        window_start=first.window_start, window_end=first.window_end,
-        items=[ItemInput("paper", Decimal("1"))], idempotency_key="k-1",
+        customer=customer,
+        address="elsewhere",
+        latitude=1,
+        longitude=1,
+        window_start=first.window_start,
+        window_end=first.window_end,
+        items=[ItemInput("paper", Decimal("1"))],
+        idempotency_key="k-1",
     )
     assert (again.pk, created) == (first.pk, False)
     assert PickupRequest.objects.count() == 1
@@ -91,8 +100,13 @@ def test_idempotency_keys_are_per_customer(customer, near):
     "overrides, field",
     [
         ({"window_start": timezone.now() + timedelta(hours=5)}, "window_end"),
-        ({"window_start": timezone.now() - timedelta(hours=5),
-          "window_end": timezone.now() - timedelta(hours=1)}, "window_end"),
+        (
+            {
+                "window_start": timezone.now() - timedelta(hours=5),
+                "window_end": timezone.now() - timedelta(hours=1),
+            },
+            "window_end",
+        ),
         ({"window_end": timezone.now() + timedelta(days=90)}, "window_end"),
         ({"items": []}, "items"),
         ({"items": [ItemInput("unobtainium", Decimal("1"))]}, "items"),
@@ -150,12 +164,16 @@ def test_a_full_vendor_is_passed_over(customer, far, run_on_commit):
 # --- the vendor's side ----------------------------------------------------------------------
 
 
-def test_vendor_reject_reoffers_to_the_next_vendor_and_never_back(offered, near, far, run_on_commit):
+def test_vendor_reject_reoffers_to_the_next_vendor_and_never_back(
+    offered, near, far, run_on_commit
+):
     run_on_commit(services.pickup_reject, pickup_id=offered.pk, by=member_of(near), reason="busy")
     pickup = refreshed(offered)
     assert pickup.vendor == far and pickup.status == "offered"
     assert open_jobs(near) == 0 and open_jobs(far) == 1
-    assert [(r.vendor, r.role, r.reason) for r in pickup.rejections.all()] == [(near, "vendor", "busy")]
+    assert [(r.vendor, r.role, r.reason) for r in pickup.rejections.all()] == [
+        (near, "vendor", "busy")
+    ]
 
     run_on_commit(services.pickup_reject, pickup_id=offered.pk, by=member_of(far))
     pickup = refreshed(offered)
@@ -169,7 +187,10 @@ def test_accept_then_the_steps_to_completed(offered, near, run_on_commit):
     run_on_commit(services.pickup_accept, pickup_id=offered.pk, by=vendor_user)
     run_on_commit(services.pickup_advance, pickup_id=offered.pk, by=vendor_user, status="en_route")
     run_on_commit(
-        services.pickup_advance, pickup_id=offered.pk, by=vendor_user, status="picked_up",
+        services.pickup_advance,
+        pickup_id=offered.pk,
+        by=vendor_user,
+        status="picked_up",
         actual_weights={"paper": Decimal("11.20")},
     )
     assert open_jobs(near) == 1
@@ -180,11 +201,23 @@ def test_accept_then_the_steps_to_completed(offered, near, run_on_commit):
     assert pickup.items.get().actual_kg == Decimal("11.20")
     assert open_jobs(near) == 0
     assert kinds_for(offered.customer)[-4:] == [
-        "pickup.accepted", "pickup.en_route", "pickup.picked_up", "pickup.completed"
+        "pickup.accepted",
+        "pickup.en_route",
+        "pickup.picked_up",
+        "pickup.completed",
     ]
     assert [t.to_status for t in pickup.transitions.all()] == [
-        "pending", "offered", "accepted", "en_route", "picked_up", "completed"
+        "pending",
+        "offered",
+        "accepted",
+        "en_route",
+        "picked_up",
+        "completed",
     ]
+    told = Notification.objects.filter(recipient=offered.customer).order_by("seq")
+    versions = [n.data["version"] for n in told]
+    assert versions == sorted(set(versions))  # one notification per version, in event order
+    assert told.last().data == {"pickup_id": offered.pk, "status": "completed", "version": 6}
 
 
 def test_a_step_cannot_be_skipped(offered, near):
@@ -198,7 +231,9 @@ def test_weights_outside_picking_up_are_refused_and_nothing_changes(offered, nea
     services.pickup_accept(pickup_id=offered.pk, by=member_of(near))
     with pytest.raises(ValidationError):
         services.pickup_advance(
-            pickup_id=offered.pk, by=member_of(near), status="en_route",
+            pickup_id=offered.pk,
+            by=member_of(near),
+            status="en_route",
             actual_weights={"paper": Decimal("1")},
         )
     pickup = refreshed(offered)
@@ -276,7 +311,9 @@ def test_cannot_cancel_once_en_route(offered, near):
 
 def test_customer_edits_details_and_the_vendor_is_told(offered, near, run_on_commit):
     run_on_commit(
-        services.pickup_update_details, pickup_id=offered.pk, by=offered.customer,
+        services.pickup_update_details,
+        pickup_id=offered.pk,
+        by=offered.customer,
         changes={"notes": "Ring twice", "address": "Alexanderplatz 2"},
     )
     pickup = refreshed(offered)
@@ -315,3 +352,18 @@ def test_unknown_fields_are_refused(offered):
             pickup_id=offered.pk, by=offered.customer, changes={"status": "completed"}
         )
     assert refreshed(offered).status == "offered"
+
+
+def test_moving_an_unassigned_pickup_retries_the_assignment(customer, run_on_commit):
+    elsewhere = VendorFactory(name="Elsewhere", latitude=HOME[0] + 1.0)
+    pickup = refreshed(run_on_commit(create_pickup, customer))
+    assert pickup.status == "unassigned"
+    run_on_commit(
+        services.pickup_update_details,
+        pickup_id=pickup.pk,
+        by=customer,
+        changes={"latitude": HOME[0] + 1.0},
+    )
+    pickup = refreshed(pickup)
+    assert (pickup.status, pickup.vendor) == ("offered", elsewhere)
+    assert [t.event for t in pickup.transitions.all()][-2:] == ["retry", "assign"]

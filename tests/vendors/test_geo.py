@@ -19,8 +19,9 @@ def test_bounding_box_contains_every_point_of_the_circle(lat, lon, radius):
         d, b = radius / 6371.0088, math.radians(bearing)
         p1, l1 = math.radians(lat), math.radians(lon)
         p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(b))
-        l2 = l1 + math.atan2(math.sin(b) * math.sin(d) * math.cos(p1),
-                             math.cos(d) - math.sin(p1) * math.sin(p2))
+        l2 = l1 + math.atan2(
+            math.sin(b) * math.sin(d) * math.cos(p1), math.cos(d) - math.sin(p1) * math.sin(p2)
+        )
         plat, plon = math.degrees(p2), math.degrees(l2)
         assert haversine_km(lat, lon, plat, plon) == pytest.approx(radius, rel=1e-6)
         assert box.min_lat - 1e-9 <= plat <= box.max_lat + 1e-9

@@ -1,0 +1,43 @@
+"""The docs must cover what a user can meet in the code, and nothing the code does not have.
+
+Error codes, notification kinds, statuses and transitions are drawn into the docs from the code
+by ``docs/_ext/platform_tables.py`` (the build fails when they disagree); this checks the rest.
+"""
+
+import re
+from pathlib import Path
+
+from notifications.consumers import NotificationConsumer
+from pickups.consumers import PickupConsumer
+from procurement_system.celery import app
+from procurement_system.websocket import CLOSE_MESSAGE_TOO_BIG, CLOSE_UNAUTHENTICATED
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def text(page: str) -> str:
+    return (DOCS / page).read_text()
+
+
+def test_every_websocket_action_has_an_example_frame_and_no_other_is_shown():
+    documented = set(re.findall(r'"action":\s*"(\w+)"', text("websocket-api.rst")))
+    assert documented == PickupConsumer.actions | NotificationConsumer.actions
+
+
+def test_close_codes_are_documented():
+    page = text("websocket-api.rst")
+    for code in (CLOSE_UNAUTHENTICATED, CLOSE_MESSAGE_TOO_BIG):
+        assert str(code) in page
+
+
+def test_every_project_task_is_documented_and_every_documented_task_exists():
+    app.loader.import_default_modules()
+    ours = {name for name in app.tasks if not name.startswith("celery.")}
+    documented = set(re.findall(r"autotask:: ([\w.]+)", text("tasks.rst")))
+    assert documented == ours
+
+
+def test_every_queue_is_documented():
+    page = text("tasks.rst")
+    for queue in ("assignments", "notifications", "maintenance"):
+        assert f"``{queue}``" in page
