@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.e2e.client import call, next_frame, notification, open_socket, pickup_data
+from tests.e2e.stack import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -206,4 +207,29 @@ async def test_accept_and_reject_sent_at_once_are_serialized(stack, tokens):
             assert state["vendor"] is None or state["vendor"]["name"] != "Victor Recycling"
         assert (await call(alice, "cancel", pickup_id=pickup_id))["type"] == "pickup.cancelled"
     for ws in (alice, inbox, first, second):
+        await ws.close()
+
+
+RESULTS_QUERY = """
+from django.db import connection
+with connection.cursor() as cursor:
+    cursor.execute("SELECT COUNT(*) FROM celery_results_cache")
+    print(cursor.fetchone()[0])
+"""
+
+
+async def test_task_results_land_in_the_database_cache_table(stack, tokens):
+    alice = await open_socket(stack, tokens["alice"], "/ws/pickups/")
+    inbox = await open_socket(stack, tokens["alice"], "/ws/notifications/")
+    pickup_id = (await call(alice, "create", data=pickup_data()))["pickup"]["id"]
+    await notification(inbox, "pickup.offered", pickup_id)
+    # A result is written just after its task returns, a moment after the push we waited for.
+    wait_until(
+        lambda: int(stack.manage("shell", "-v", "0", "-c", RESULTS_QUERY)) >= 2,
+        timeout=15,
+        interval=0.5,
+        what="the assignment and notification results",
+    )
+    await call(alice, "cancel", pickup_id=pickup_id)
+    for ws in (alice, inbox):
         await ws.close()
