@@ -19,7 +19,8 @@ EVENT_TRIGGERS = {
     "assign": "The assignment task (``assign_vendor_task``): it reserved capacity at the "
     "nearest eligible vendor.",
     "no_vendor": "The assignment task: no vendor is eligible.",
-    "retry": "Nothing in the current code base (see :ref:`unassigned-pickups`).",
+    "retry": "The customer: ``update`` changing ``latitude``, ``longitude`` or ``items`` of an "
+    "unassigned pickup; the assignment is queued again (see :ref:`unassigned-pickups`).",
     "accept": "A member of the offered vendor: ``accept``.",
     "vendor_reject": "A member of the offered vendor: ``reject``.",
     "customer_reject": "The customer: ``reject`` after the vendor accepted.",
@@ -32,7 +33,8 @@ EVENT_TRIGGERS = {
 
 # What each status means.
 STATUS_MEANINGS = {
-    "pending": "Created (or handed back by a rejection) and waiting for the assignment task.",
+    "pending": "Created (or handed back by a rejection or a retry) and waiting for the "
+    "assignment task.",
     "offered": "Offered to one vendor, which holds one unit of its capacity for it and must "
     "accept or reject.",
     "unassigned": "The assignment task found no eligible vendor.",
@@ -44,7 +46,7 @@ STATUS_MEANINGS = {
     "expired": "Reserved and terminal; no transition in the current table leads to it.",
 }
 
-# The keys a notification's ``data`` carries besides ``pickup_id`` and ``status``.
+# The keys a notification's ``data`` carries besides ``pickup_id``, ``status`` and ``version``.
 KIND_EXTRA_DATA = {
     "pickup.created": "",
     "pickup.updated": "``fields``: the names of the fields that changed, sorted.",
