@@ -1,6 +1,7 @@
 """Every change to a pickup request happens here, inside a transaction, under the pickup's lock.
 
-Consumers, REST views, tasks and the admin call these functions, so each rule is written once.
+Every adapter (the WebSocket consumers, the Celery tasks) calls these functions, so each rule is
+written once.
 Work that must follow a change (assignment, notifications) is enqueued only after the
 transaction commits.
 """
@@ -78,10 +79,7 @@ def pickup_create(
                 contact_phone=contact_phone,
                 idempotency_key=idempotency_key or None,
             )
-            PickupItem.objects.bulk_create(
-                PickupItem(pickup=pickup, material_id=i.material, estimated_kg=i.estimated_kg)
-                for i in items
-            )
+            _store_items(pickup, items)
             PickupTransition.objects.create(
                 pickup=pickup,
                 event="create",
@@ -108,6 +106,13 @@ def pickup_create(
 
 def _pickup_by_key(*, customer: AbstractBaseUser, key: str) -> PickupRequest | None:
     return PickupRequest.objects.filter(customer=customer, idempotency_key=key).first()
+
+
+def _store_items(pickup: PickupRequest, items: list[ItemInput]) -> None:
+    PickupItem.objects.bulk_create(
+        PickupItem(pickup=pickup, material_id=i.material, estimated_kg=i.estimated_kg)
+        for i in items
+    )
 
 
 def _validate_window(start: datetime, end: datetime) -> None:
@@ -343,10 +348,7 @@ def pickup_update_details(
         if "items" in changes:
             _validate_items(changes["items"])
             pickup.items.all().delete()
-            PickupItem.objects.bulk_create(
-                PickupItem(pickup=pickup, material_id=i.material, estimated_kg=i.estimated_kg)
-                for i in changes["items"]
-            )
+            _store_items(pickup, changes["items"])
         pickup.version += 1
         pickup.save()
         _announce(
