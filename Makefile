@@ -24,6 +24,7 @@ prepare: install
 	$(BIN)/python manage.py check_services
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py createcachetable
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py seed_demo
 
 run: prepare

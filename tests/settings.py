@@ -18,3 +18,6 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Static files come from the apps (finders); there is no collectstatic output in a test run.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True

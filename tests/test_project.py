@@ -88,3 +88,9 @@ def test_the_admin_shows_pickups_but_cannot_change_them(client, customer):
     )
     assert posted.status_code == 403
     assert client.get("/admin/pickups/pickuprequest/").status_code == 200
+
+
+def test_the_admin_stylesheet_is_served_by_the_app(client):
+    response = client.get("/static/admin/css/base.css")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content).startswith(b"/*")
