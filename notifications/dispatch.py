@@ -14,7 +14,8 @@ def notify_on_commit(
 
     If the transaction rolls back, nobody is told about a change that did not happen.
     """
-    assert kind in KINDS, f"undocumented notification kind {kind!r}"
+    if kind not in KINDS:  # every kind a user can receive is listed (and documented) there
+        raise ValueError(f"Unknown notification kind {kind!r}; add it to notifications.kinds.")
     payload = {"kind": kind, "message": message, "data": data, "event_key": event_key}
     for user_id in sorted(set(user_ids)):
         send_notification_task.delay_on_commit(user_id, payload)

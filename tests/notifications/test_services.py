@@ -62,3 +62,10 @@ def test_mark_read_touches_only_the_users_own():
 def test_mark_read_refuses_bad_ids():
     with pytest.raises(ValidationError):
         notifications_mark_read(user_id=UserFactory().pk, ids=["1"])
+
+
+def test_an_unlisted_kind_cannot_be_sent():
+    from notifications.dispatch import notify_on_commit
+
+    with pytest.raises(ValueError, match="pickup.teleported"):
+        notify_on_commit(user_ids=[1], kind="pickup.teleported", message="", data={}, event_key="k")
