@@ -1,21 +1,26 @@
-"""Fan-out: the caller decides who is told, then one task per recipient is enqueued on commit."""
+"""Fan-out: the caller decides who is told; each notification is stored with the change and
+pushed by one task per recipient once the change has committed."""
 
-from collections.abc import Iterable
 from typing import Any
 
 from notifications.kinds import KINDS
+from notifications.services import notification_store
 from notifications.tasks import send_notification_task
 
 
-def notify_on_commit(
-    *, user_ids: Iterable[int], kind: str, message: str, data: dict[str, Any], event_key: str
-) -> None:
-    """Enqueue one ``send_notification_task`` per distinct recipient once the transaction commits.
+def notify(*, messages: dict[int, str], kind: str, data: dict[str, Any], event_key: str) -> None:
+    """Store a notification for each recipient (user id → text) in the caller's transaction, and
+    enqueue its ``send_notification_task`` to run after commit.
 
-    If the transaction rolls back, nobody is told about a change that did not happen.
+    Storing inside the transaction that made the change means the notification commits with it
+    or not at all, and a user's notification numbers follow the order in which the changes
+    committed: a ``pickup.created`` can never be numbered after the ``pickup.offered`` that
+    followed it. Recipients are numbered in user-id order, so concurrent transactions take the
+    per-user sequence locks in one order and cannot deadlock.
     """
     if kind not in KINDS:  # every kind a user can receive is listed (and documented) there
         raise ValueError(f"Unknown notification kind {kind!r}; add it to notifications.kinds.")
-    payload = {"kind": kind, "message": message, "data": data, "event_key": event_key}
-    for user_id in sorted(set(user_ids)):
+    for user_id in sorted(messages):
+        payload = {"kind": kind, "message": messages[user_id], "data": data, "event_key": event_key}
+        notification_store(user_id=user_id, **payload)
         send_notification_task.delay_on_commit(user_id, payload)

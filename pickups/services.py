@@ -16,7 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from notifications.dispatch import notify_on_commit
+from notifications.dispatch import notify
 from pickups.models import PickupItem, PickupRejection, PickupRequest, PickupTransition
 from pickups.transitions import (
     CAPACITY_HELD,
@@ -430,35 +430,31 @@ def _announce(
     customer_message: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Tell the customer and every member of the vendor concerned, after commit.
+    """Tell the customer and every member of the vendor concerned.
 
+    The notifications are stored in the current transaction and pushed after it commits.
     ``vendor_id`` defaults to the vendor that holds the pickup now; pass the released vendor
     for changes that end its hold, or None to tell the customer only.
     """
     if vendor_id is _UNCHANGED:
         vendor_id = pickup.vendor_id
-    # Notification ids give the order of delivery to one user; two notifications about one
-    # pickup can be stored by concurrent tasks, so ``version`` gives the order of the events.
-    data = {
-        "pickup_id": pickup.pk,
-        "status": pickup.status,
-        "version": pickup.version,
-        **(extra or {}),
-    }
-    event_key = f"pickup:{pickup.pk}:v{pickup.version}"
-    member_ids = set(vendor_member_ids(vendor_id=vendor_id)) if vendor_id else set()
-    member_ids.discard(pickup.customer_id)
-    notify_on_commit(
-        user_ids=[pickup.customer_id],
-        kind=kind,
-        message=customer_message or message,
-        data=data,
-        event_key=event_key,
+    messages = (
+        {member: message for member in vendor_member_ids(vendor_id=vendor_id)} if vendor_id else {}
     )
-    if member_ids:
-        notify_on_commit(
-            user_ids=member_ids, kind=kind, message=message, data=data, event_key=event_key
-        )
+    messages[pickup.customer_id] = customer_message or message
+    notify(
+        messages=messages,
+        kind=kind,
+        # ``version`` grows with every change of the pickup: clients can tell which state is
+        # newest without relying on arrival order across several sockets.
+        data={
+            "pickup_id": pickup.pk,
+            "status": pickup.status,
+            "version": pickup.version,
+            **(extra or {}),
+        },
+        event_key=f"pickup:{pickup.pk}:v{pickup.version}",
+    )
 
 
 def _items_text(pickup: PickupRequest) -> str:

@@ -65,7 +65,7 @@ def test_mark_read_refuses_bad_ids():
 
 
 def test_an_unlisted_kind_cannot_be_sent():
-    from notifications.dispatch import notify_on_commit
+    from notifications.dispatch import notify
 
     with pytest.raises(ValueError, match="pickup.teleported"):
-        notify_on_commit(user_ids=[1], kind="pickup.teleported", message="", data={}, event_key="k")
+        notify(messages={1: ""}, kind="pickup.teleported", data={}, event_key="k")

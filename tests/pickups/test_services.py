@@ -64,14 +64,43 @@ def test_create_stores_request_and_offers_it_to_the_nearest_vendor(
     assert kinds_for(member_of(far)) == []
 
 
-def test_create_enqueues_assignment_only_after_commit(
+def test_create_stores_the_notification_with_it_and_enqueues_work_after_commit(
     customer, near, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         pickup = create_pickup(customer)
     assert refreshed(pickup).status == "pending"
-    assert Notification.objects.count() == 0
-    assert len(callbacks) == 2  # the customer's notification and the assignment task
+    assert kinds_for(customer) == ["pickup.created"]  # committed with the pickup
+    assert len(callbacks) == 2  # its push, and the assignment task
+
+
+def test_notification_numbers_follow_the_order_of_events_whatever_order_tasks_run_in(
+    customer, near, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as created_callbacks:
+        pickup = create_pickup(customer)
+    with django_capture_on_commit_callbacks(execute=False) as assigned_callbacks:
+        services.pickup_assign_vendor(pickup_id=pickup.pk)
+    # The pushes run in the opposite order, as two busy workers may run them.
+    for callback in [*assigned_callbacks, *created_callbacks[:1]]:
+        callback()
+    told = Notification.objects.filter(recipient=customer).order_by("seq")
+    assert [(n.seq, n.kind) for n in told] == [(1, "pickup.created"), (2, "pickup.offered")]
+
+
+def test_a_failed_change_stores_no_notification(offered, near):
+    before = Notification.objects.count()
+    services.pickup_accept(pickup_id=offered.pk, by=member_of(near))
+    with pytest.raises(ValidationError):
+        services.pickup_advance(
+            pickup_id=offered.pk,
+            by=member_of(near),
+            status="en_route",
+            actual_weights={"paper": Decimal("1")},
+        )
+    kinds = list(Notification.objects.order_by("id").values_list("kind", flat=True)[before:])
+    assert "pickup.en_route" not in kinds
+    assert kinds.count("pickup.accepted") == 2  # customer and vendor member, from the accept
 
 
 def test_same_idempotency_key_returns_the_same_pickup(customer, near):
