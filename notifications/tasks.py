@@ -15,12 +15,14 @@ from notifications.services import notification_store
     time_limit=60,
 )
 def send_notification_task(user_id: int, message: dict) -> int:
-    """Store a notification for ``user_id`` and push it to the user's sockets.
+    """Persist a notification for ``user_id`` (unless it is stored already) and push it to the
+    user's sockets through the group ``Notifications_<user_id>``.
 
     ``message`` is ``{"kind", "message", "data", "event_key"}``. Runs on the ``notifications``
-    queue. Safe to run twice for the same message: the second run finds the stored row by its
-    event key and only pushes it again, which sockets drop as a duplicate. Returns the
-    notification's per-user id.
+    queue. The platform's own changes store the row in their transaction (``notify``), so that it
+    commits with the change and numbers follow the order of events; the task then finds the row
+    by its event key and only pushes it. Safe to run twice for the same message: a second push
+    is dropped by the sockets as a duplicate. Returns the notification's per-user id.
     """
     notification, _ = notification_store(
         user_id=user_id,
