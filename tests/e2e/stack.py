@@ -53,7 +53,11 @@ class Stack:
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "procurement_system.settings",
-            "DATABASE_URL": f"sqlite:///{workdir / 'e2e.sqlite3'}",
+            # A fresh SQLite file by default; E2E_DATABASE_URL points the stack elsewhere (an
+            # empty PostgreSQL database, say) to run the same tests there.
+            "DATABASE_URL": os.environ.get(
+                "E2E_DATABASE_URL", f"sqlite:///{workdir / 'e2e.sqlite3'}"
+            ),
             "CELERY_QUEUE_PREFIX": self.prefix,
             "CHANNEL_LAYER_PREFIX": f"e2e-{self.run_id}",
             "DJANGO_DEBUG": "false",
