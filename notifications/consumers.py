@@ -12,7 +12,8 @@ from notifications import selectors
 from notifications.push import user_group
 from notifications.services import notifications_mark_read
 from procurement_system.errors import BadRequest
-from procurement_system.websocket import JsonActionConsumer, validated
+from procurement_system.serializers import validated
+from procurement_system.websocket import JsonActionConsumer
 
 MAX_SEQ = 2**63 - 1
 ASCII_DIGITS = re.compile(r"[0-9]{1,19}")

@@ -17,7 +17,8 @@ from pickups.serializers import (
     VendorStepSerializer,
 )
 from pickups.transitions import Status
-from procurement_system.websocket import JsonActionConsumer, validated
+from procurement_system.serializers import validated
+from procurement_system.websocket import JsonActionConsumer
 
 
 class CreateFrameSerializer(serializers.Serializer):

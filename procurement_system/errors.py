@@ -57,6 +57,13 @@ ERROR_CODES: dict[str, str] = {
     "not_found": "The object does not exist or is not yours to see.",
     "forbidden": "You can see the object but your role may not perform this action on it.",
     "invalid_transition": "The pickup's current status does not allow this action.",
+    "not_authenticated": "REST only: no credentials, or a wrong or revoked token (HTTP 401). "
+    "On the WebSocket the handshake closes with 4401 instead.",
+    "method_not_allowed": "REST only: the endpoint does not take this HTTP method (405).",
+    "not_acceptable": "REST only: the Accept header asks for something other than JSON (406).",
+    "unsupported_media_type": "REST only: the body is not ``application/json`` (415).",
+    "throttled": "REST only: too many requests from this user (or address, when anonymous); "
+    "``retry_after`` and the Retry-After header say when to try again (429).",
     "internal_error": "An unexpected server error, logged on the server. A change that failed "
     "inside its transaction is rolled back; retry ``create`` with the same idempotency key.",
 }

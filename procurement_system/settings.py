@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework.authtoken",
+    "django_filters",
     "drf_spectacular",
     "django_celery_results",
     "django_celery_beat",
@@ -119,7 +120,12 @@ else:
 # ------------------------------------------------------------------------------
 CELERY_RESULTS_CACHE_ALIAS = "celery_results"
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Shared by every process (API throttling counts); Redis is there for the channel layer.
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env("CACHE_URL", default="redis://127.0.0.1:6379/1"),
+        "KEY_PREFIX": env("CHANNEL_LAYER_PREFIX", default="asgi"),
+    },
     CELERY_RESULTS_CACHE_ALIAS: {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "celery_results_cache",
@@ -149,6 +155,19 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "procurement_system.rest.exception_handler",
+    # Per-user (per-client address when anonymous) rates, counted in the shared default cache so
+    # every web process sees the same count.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env("API_THROTTLE_USER", default="600/min"),
+        "anon": env("API_THROTTLE_ANON", default="60/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Procurement pickup platform API",

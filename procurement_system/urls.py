@@ -1,8 +1,15 @@
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import path
+from django.urls import include, path
 from django.views.decorators.http import require_GET
 from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
+
+from pickups.api import PickupViewSet
+from vendors.api import MeView
+
+router = DefaultRouter()
+router.register("pickups", PickupViewSet, basename="pickup")
 
 
 @require_GET
@@ -14,5 +21,7 @@ def health(request):
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/me/", MeView.as_view(), name="api-me"),
+    path("api/", include(router.urls)),
     path("health/", health, name="health"),
 ]

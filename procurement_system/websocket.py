@@ -12,10 +12,9 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from rest_framework import serializers
 from rest_framework.utils import json
 
-from procurement_system.errors import BadRequest, DomainError, ValidationError
+from procurement_system.errors import BadRequest, DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -23,16 +22,6 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_MESSAGE_TOO_BIG = 1009
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-def validated(serializer_class: type[serializers.Serializer], data: Any, **kwargs) -> dict:
-    """Run a DRF serializer over client input; field errors become a ``validation_error``."""
-    if not isinstance(data, dict):
-        raise ValidationError(errors={"data": ["Expected a JSON object."]})
-    serializer = serializer_class(data=data, **kwargs)
-    if not serializer.is_valid():
-        raise ValidationError(errors=json.loads(json.dumps(serializer.errors)))
-    return serializer.validated_data
 
 
 class JsonActionConsumer(AsyncWebsocketConsumer):

@@ -1,0 +1,91 @@
+"""REST plumbing shared by every API view: one error body, pagination.
+
+Errors have the same stable codes as on the WebSocket, in one body for every failure:
+``{"code", "message", "errors"?}``, with the HTTP status that fits the code.
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from procurement_system.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+HTTP_STATUS = {
+    "bad_request": status.HTTP_400_BAD_REQUEST,
+    "validation_error": status.HTTP_400_BAD_REQUEST,
+    "not_authenticated": status.HTTP_401_UNAUTHORIZED,
+    "forbidden": status.HTTP_403_FORBIDDEN,
+    "not_found": status.HTTP_404_NOT_FOUND,
+    "method_not_allowed": status.HTTP_405_METHOD_NOT_ALLOWED,
+    "not_acceptable": status.HTTP_406_NOT_ACCEPTABLE,
+    "invalid_transition": status.HTTP_409_CONFLICT,
+    "unsupported_media_type": status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    "throttled": status.HTTP_429_TOO_MANY_REQUESTS,
+    "internal_error": status.HTTP_500_INTERNAL_SERVER_ERROR,
+}
+
+# DRF's own exceptions, named with our codes.
+DRF_CODES = [
+    (exceptions.ValidationError, "validation_error"),
+    (exceptions.ParseError, "bad_request"),
+    (exceptions.NotAuthenticated, "not_authenticated"),
+    (exceptions.AuthenticationFailed, "not_authenticated"),
+    (exceptions.PermissionDenied, "forbidden"),
+    (exceptions.NotFound, "not_found"),
+    (exceptions.MethodNotAllowed, "method_not_allowed"),
+    (exceptions.NotAcceptable, "not_acceptable"),
+    (exceptions.UnsupportedMediaType, "unsupported_media_type"),
+    (exceptions.Throttled, "throttled"),
+]
+
+
+def error_response(code: str, message: str, errors=None, headers=None, **extra) -> Response:
+    body = {"code": code, "message": message, **extra}
+    if errors is not None:
+        body["errors"] = errors
+    return Response(body, status=HTTP_STATUS[code], headers=headers)
+
+
+def exception_handler(exc, context) -> Response | None:
+    """DRF's ``EXCEPTION_HANDLER``: domain errors and DRF's errors in the platform's body."""
+    if isinstance(exc, DomainError):
+        return error_response(exc.code, exc.message, exc.errors)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:  # not an API error: a bug or a failed dependency
+        logger.error("unexpected error in %s", context["view"].__class__.__name__, exc_info=exc)
+        return error_response(
+            "internal_error", "Something went wrong on the server; it has been logged."
+        )
+    code = next((code for cls, code in DRF_CODES if isinstance(exc, cls)), "bad_request")
+    headers = {k: v for k, v in response.items() if k in ("Retry-After", "WWW-Authenticate")}
+    if isinstance(exc, exceptions.ValidationError):
+        errors = response.data
+        if isinstance(errors, list):  # a serializer-level error, not tied to a field
+            errors = {"non_field_errors": errors}
+        return error_response(code, "Some fields are invalid.", errors, headers=headers)
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        wait = int(exc.wait + 0.999)
+        return error_response(
+            code, f"Too many requests; retry in {wait} s.", headers=headers, retry_after=wait
+        )
+    message = "No such object." if code == "not_found" else str(exc.detail)
+    return error_response(code, message, headers=headers)
+
+
+class PagePagination(PageNumberPagination):
+    """``?page=N`` and ``?page_size=M`` (at most 100)."""
+
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
