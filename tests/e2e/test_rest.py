@@ -1,0 +1,71 @@
+"""The REST API through uvicorn: a pickup created over HTTP is offered over the socket."""
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.e2e.client import notification, open_socket, pickup_data
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
+
+
+def http(stack, method: str, path: str, token: str, body=None, headers=None):
+    request = urllib.request.Request(
+        f"{stack.http}{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={
+            "Authorization": f"Token {token}",
+            "Content-Type": "application/json",
+            **(headers or {}),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response), response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error), error.headers
+
+
+async def test_create_over_rest_is_offered_live_and_accepted_over_rest(stack, tokens):
+    inbox = await open_socket(stack, tokens["victor"], "/ws/notifications/")
+    status, pickup, _ = await asyncio.to_thread(
+        http,
+        stack,
+        "POST",
+        "/api/pickups/",
+        tokens["alice"],
+        pickup_data(),
+        {"Idempotency-Key": "rest-e2e-1"},
+    )
+    assert status == 201, pickup
+    offer = await notification(inbox, "pickup.offered", pickup["id"])
+    assert offer["data"]["status"] == "offered"
+
+    status, again, headers = await asyncio.to_thread(
+        http,
+        stack,
+        "POST",
+        "/api/pickups/",
+        tokens["alice"],
+        pickup_data(),
+        {"Idempotency-Key": "rest-e2e-1"},
+    )
+    assert (status, again["id"], headers.get("Idempotent-Replayed")) == (201, pickup["id"], "true")
+
+    status, accepted, _ = await asyncio.to_thread(
+        http, stack, "POST", f"/api/pickups/{pickup['id']}/accept/", tokens["victor"], {}
+    )
+    assert (status, accepted["status"]) == (200, "accepted")
+    status, error, _ = await asyncio.to_thread(
+        http, stack, "POST", f"/api/pickups/{pickup['id']}/accept/", tokens["vera"], {}
+    )
+    assert (status, error["code"]) == (404, "not_found")
+    status, _, _ = await asyncio.to_thread(
+        http, stack, "POST", f"/api/pickups/{pickup['id']}/cancel/", tokens["alice"], {}
+    )
+    assert status == 200
+    await inbox.close()
