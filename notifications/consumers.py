@@ -64,6 +64,7 @@ class NotificationConsumer(JsonActionConsumer):
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        await super().disconnect(code)
 
     async def notification_message(self, event: dict[str, Any]) -> None:
         """A live notification from the channel layer (``type: notification.message``)."""

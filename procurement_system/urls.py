@@ -2,10 +2,10 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
 from django.views.decorators.http import require_GET
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from pickups.api import PickupViewSet
+from procurement_system.tokens import TokenView
 from vendors.api import MeView
 
 router = DefaultRouter()
@@ -20,7 +20,7 @@ def health(request):
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/auth/token/", TokenView.as_view(), name="api-token"),
     path("api/me/", MeView.as_view(), name="api-me"),
     path("api/", include(router.urls)),
     path("health/", health, name="health"),

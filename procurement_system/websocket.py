@@ -36,10 +36,21 @@ class JsonActionConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = user
+        self.token_group = self.scope.get("token_group")
+        if self.token_group:
+            await self.channel_layer.group_add(self.token_group, self.channel_name)
         await self.joined()
 
     async def joined(self) -> None:
         """Called once an authenticated socket is open."""
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "token_group", None):
+            await self.channel_layer.group_discard(self.token_group, self.channel_name)
+
+    async def auth_revoked(self, event: dict[str, Any]) -> None:
+        """The token this socket authenticated with was revoked (``type: auth.revoked``)."""
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not hasattr(self, "user"):

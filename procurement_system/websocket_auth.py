@@ -14,6 +14,8 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.authtoken.models import Token
 
+from procurement_system.tokens import token_group
+
 
 @database_sync_to_async
 def _user_for_token(key: str):
@@ -35,7 +37,10 @@ class TokenAuthMiddleware(BaseMiddleware):
     async def __call__(self, scope, receive, send):
         key = _token_from_headers(scope.get("headers", []))
         if key is not None:
-            scope = dict(scope, user=await _user_for_token(key) if key else AnonymousUser())
+            user = await _user_for_token(key) if key else AnonymousUser()
+            # The socket joins this group so that revoking the token closes it.
+            group = token_group(key) if user.is_authenticated else None
+            scope = dict(scope, user=user, token_group=group)
         return await super().__call__(scope, receive, send)
 
 

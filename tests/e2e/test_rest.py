@@ -25,9 +25,9 @@ def http(stack, method: str, path: str, token: str, body=None, headers=None):
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response), response.headers
+            return response.status, json.loads(response.read() or "null"), response.headers
     except urllib.error.HTTPError as error:
-        return error.code, json.load(error), error.headers
+        return error.code, json.loads(error.read() or "null"), error.headers
 
 
 async def test_create_over_rest_is_offered_live_and_accepted_over_rest(stack, tokens):
@@ -69,3 +69,31 @@ async def test_create_over_rest_is_offered_live_and_accepted_over_rest(stack, to
     )
     assert status == 200
     await inbox.close()
+
+
+NEW_USER = """
+from django.contrib.auth import get_user_model
+user, _ = get_user_model().objects.get_or_create(username="rita")
+user.set_password("rita-pass-123")
+user.save()
+"""
+
+
+async def test_revoking_a_token_closes_its_open_sockets(stack):
+    import websockets
+
+    await asyncio.to_thread(stack.manage, "shell", "-v", "0", "-c", NEW_USER)
+    key = await asyncio.to_thread(stack.token, "rita", "rita-pass-123")
+    sockets = [
+        await open_socket(stack, key, path) for path in ("/ws/pickups/", "/ws/notifications/")
+    ]
+    status, _, _ = await asyncio.to_thread(http, stack, "DELETE", "/api/auth/token/", key)
+    assert status == 204
+    for ws in sockets:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd.code == 4401
+    late = await open_socket(stack, key, "/ws/pickups/")  # the revoked token: 4401 at once
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await asyncio.wait_for(late.recv(), 10)
+    assert closed.value.rcvd.code == 4401

@@ -1,0 +1,59 @@
+"""API tokens: issuing, revoking, and closing the sockets that a revoked token opened.
+
+Every socket authenticated with a token joins a channel-layer group named after a hash of the
+token (never the token itself, which would then sit in Redis); revoking the token tells that
+group to close, so a leaked token stops working everywhere at once.
+"""
+
+import hashlib
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from rest_framework import permissions, status
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+
+
+def token_group(key: str) -> str:
+    return f"Token_{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
+def token_revoke(*, user: AbstractBaseUser) -> bool:
+    """Delete the user's API token and close every socket it opened; False if it had none."""
+    with transaction.atomic():
+        keys = list(Token.objects.filter(user=user).values_list("key", flat=True))
+        Token.objects.filter(user=user).delete()
+        for key in keys:
+            transaction.on_commit(lambda key=key: _close_sockets(key))
+    return bool(keys)
+
+
+def _close_sockets(key: str) -> None:
+    async_to_sync(get_channel_layer().group_send)(token_group(key), {"type": "auth.revoked"})
+
+
+class TokenView(ObtainAuthToken):
+    """``POST`` exchanges a username and password for the user's token; ``DELETE`` revokes it."""
+
+    # Password guessing is throttled like any anonymous request.
+    throttle_classes = [AnonRateThrottle]
+
+    def get_permissions(self):
+        if self.request.method == "DELETE":
+            return [permissions.IsAuthenticated()]
+        return []
+
+    def get_authenticators(self):
+        # Credentials are what POST checks itself; DELETE needs to know who is asking.
+        if self.request is not None and self.request.method == "DELETE":
+            return super().get_authenticators()
+        return []
+
+    def delete(self, request: Request) -> Response:
+        token_revoke(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
