@@ -41,3 +41,21 @@ def test_every_queue_is_documented():
     page = text("tasks.rst")
     for queue in ("assignments", "notifications", "maintenance"):
         assert f"``{queue}``" in page
+
+
+def rest_endpoints() -> set[str]:
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return {
+        f"{method.upper()} {path}"
+        for path, operations in schema["paths"].items()
+        for method in operations
+    }
+
+
+def test_every_rest_endpoint_is_documented_and_every_documented_one_exists():
+    page = text("rest-api.rst")
+    documented = set(re.findall(r"\b(GET|POST|PUT|PATCH|DELETE) (/api/[\w/{}]*)", page))
+    documented = {f"{method} {path}" for method, path in documented} - {"GET /api/"}
+    assert documented == rest_endpoints()

@@ -1,10 +1,11 @@
 """Tables drawn from the code, so the documentation cannot drift from it.
 
-Each directive reads one of the project's own tables (the transition table, the error codes, the
-notification kinds, the statuses) and renders it. The prose the code does not hold (who fires an
-event, what a status means, which extra fields a notification carries) lives below, keyed by the
-code's own names; a name the code has and this file lacks, or the other way round, is a build
-warning, and the documentation build treats warnings as errors.
+Each directive reads one of the project's own tables (the transition table, the error codes and
+their HTTP statuses, the notification kinds, the statuses) and renders it. The prose the code
+does not hold (who fires an event, what a status means, which extra fields a notification
+carries, when the REST API answers an error code) lives below, keyed by the code's own names; a
+name the code has and this file lacks, or the other way round, is a build warning, and the
+documentation build treats warnings as errors.
 """
 
 from docutils import nodes
@@ -60,6 +61,35 @@ KIND_EXTRA_DATA = {
     "pickup.en_route": "",
     "pickup.picked_up": "",
     "pickup.completed": "",
+}
+
+# When the REST API answers each error code (the HTTP status comes from ``HTTP_STATUS``).
+REST_ERROR_USES = {
+    "bad_request": "The body is not valid JSON (``NaN`` and ``Infinity`` included); the message "
+    "is the parser's, e.g. ``JSON parse error - Expecting property name enclosed in double "
+    "quotes: line 1 column 2 (char 1)``.",
+    "validation_error": "A field, query parameter or header is missing, unknown, of the wrong "
+    "type or out of range, or the body is not a JSON object; ``errors`` maps each offending "
+    "name to its messages. Also wrong credentials at ``POST /api/auth/token/``.",
+    "not_authenticated": "No ``Authorization`` header and no session, an unknown or revoked "
+    "token, another scheme (``Bearer``), or an inactive user. The response carries "
+    "``WWW-Authenticate: Token``.",
+    "forbidden": "You can see the pickup but your role may not do this (a customer accepting, "
+    "a vendor member cancelling or editing), or a session-authenticated request failed the CSRF "
+    "check (``CSRF Failed: ...``).",
+    "not_found": "The pickup does not exist or is not yours to see, or ``?page=`` is past the "
+    "last page or not a number.",
+    "method_not_allowed": "The path exists but does not take this method; the ``Allow`` header "
+    "lists those it does.",
+    "not_acceptable": "The ``Accept`` header excludes ``application/json``.",
+    "invalid_transition": "The pickup's current status does not allow the action (see "
+    ":doc:`state-machine`).",
+    "unsupported_media_type": "A body was sent with a ``Content-Type`` other than "
+    "``application/json`` (form data, for instance).",
+    "throttled": "Too many requests; ``retry_after`` in the body and the ``Retry-After`` header "
+    "give the seconds to wait.",
+    "internal_error": "An unexpected server error, logged on the server; the message is always "
+    "``Something went wrong on the server; it has been logged.``",
 }
 
 # What each named set of statuses in ``pickups.transitions`` is for.
@@ -196,6 +226,35 @@ class ErrorCodeTable(_TableDirective):
         return [[f"``{code}``", meaning] for code, meaning in ERROR_CODES.items()]
 
 
+class RestErrorStatusTable(_TableDirective):
+    header = ["``code``", "HTTP status", "When the REST API answers it"]
+    widths = [22, 22, 56]
+
+    def rows(self):
+        from http import HTTPStatus
+
+        from procurement_system import errors, rest
+        from procurement_system.errors import ERROR_CODES
+        from procurement_system.rest import DRF_CODES, HTTP_STATUS
+
+        self.depends_on(errors, rest)
+        _check("REST error code", HTTP_STATUS, REST_ERROR_USES)
+        _check("REST error code (HTTP_STATUS against ERROR_CODES)", HTTP_STATUS, ERROR_CODES)
+        _check(
+            "REST error code (DRF_CODES against HTTP_STATUS)",
+            {code for _, code in DRF_CODES} | set(HTTP_STATUS),
+            HTTP_STATUS,
+        )
+        return [
+            [
+                f"``{code}``",
+                f"{status} {HTTPStatus(status).phrase}",
+                REST_ERROR_USES.get(code, ""),
+            ]
+            for code, status in HTTP_STATUS.items()
+        ]
+
+
 class NotificationKindTable(_TableDirective):
     header = ["``kind``", "Who receives it, and what it means", "Extra ``data`` keys"]
     widths = [20, 50, 30]
@@ -218,5 +277,6 @@ def setup(app):
     app.add_directive("pickup-status-set-table", StatusSetTable)
     app.add_directive("pickup-vendor-step-table", VendorStepTable)
     app.add_directive("error-code-table", ErrorCodeTable)
+    app.add_directive("rest-error-status-table", RestErrorStatusTable)
     app.add_directive("notification-kind-table", NotificationKindTable)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
