@@ -3,7 +3,7 @@
 import django_filters
 from django.db.models import QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -34,10 +34,6 @@ class PickupFilter(django_filters.FilterSet):
         fields = ["status", "created_after", "created_before"]
 
 
-class IdempotencyKeySerializer(serializers.Serializer):
-    key = serializers.CharField(max_length=100)
-
-
 class PickupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Customers create and follow their pickups; vendor members work the ones offered to them;
     operators (staff) read every pickup."""
@@ -49,9 +45,7 @@ class PickupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     lookup_value_regex = r"[0-9]{1,18}"
 
     def get_queryset(self) -> QuerySet[PickupRequest]:
-        return selectors.pickups_visible_to(
-            user=self.request.user, operators_see_all=True
-        ).order_by("-created_at", "-id")
+        return selectors.pickups_visible_to(user=self.request.user).order_by("-created_at", "-id")
 
     def get_serializer_context(self) -> dict:
         return {**super().get_serializer_context(), "viewer": self.request.user}
@@ -65,7 +59,8 @@ class PickupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         pickup, created = services.pickup_create(
             customer=request.user, idempotency_key=key, **fields
         )
-        # The same key answers exactly as the first time (201), saying that it is a replay.
+        # The same key answers 201 again with that pickup as it is now, marked as a replay; the
+        # body of a replay is not compared with the first one.
         headers = {} if created else {"Idempotent-Replayed": "true"}
         return Response(self._represent(pickup), status=status.HTTP_201_CREATED, headers=headers)
 

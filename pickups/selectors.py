@@ -6,15 +6,13 @@ from procurement_system.errors import NotFound
 from vendors.selectors import vendor_ids_of_member
 
 
-def pickups_visible_to(
-    *, user: AbstractBaseUser, operators_see_all: bool = False
-) -> QuerySet[PickupRequest]:
-    """The customer's own pickups, and those offered or assigned to the user's vendors; every
-    pickup for an operator (staff) when ``operators_see_all``."""
+def pickups_visible_to(*, user: AbstractBaseUser) -> QuerySet[PickupRequest]:
+    """The customer's own pickups and those offered or assigned to the user's vendors; every
+    pickup for an operator (staff)."""
     pickups = PickupRequest.objects.select_related("vendor", "customer").prefetch_related(
         "items", "rejections__vendor", "transitions"
     )
-    if operators_see_all and user.is_staff:
+    if user.is_staff:
         return pickups
     vendor_ids = vendor_ids_of_member(user_id=user.pk)
     return pickups.filter(Q(customer_id=user.pk) | Q(vendor_id__in=vendor_ids))

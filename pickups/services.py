@@ -263,12 +263,12 @@ def pickup_reject(*, pickup_id: int, by: AbstractBaseUser, reason: str = "") -> 
         pickup = _locked_visible(pickup_id, by)
         if pickup.customer_id == by.pk and pickup.status != Status.OFFERED:
             event, role = Event.CUSTOMER_REJECT, PickupRejection.Role.CUSTOMER
-        elif pickup.vendor_id is not None and pickup.vendor_id in vendor_ids_of_member(
-            user_id=by.pk
-        ):
+        elif _is_member(by, pickup):
             event, role = Event.VENDOR_REJECT, PickupRejection.Role.VENDOR
-        else:
+        elif pickup.customer_id == by.pk:
             raise InvalidTransition("Only the accepted vendor can be rejected by the customer.")
+        else:
+            raise Forbidden("Only the customer or the vendor's members can reject.")
         vendor = pickup.vendor
         _change(pickup, event, actor=by, vendor=None)
         PickupRejection.objects.create(
@@ -369,7 +369,10 @@ _UNCHANGED: Any = object()
 
 
 def _locked_visible(pickup_id: int, user: AbstractBaseUser) -> PickupRequest:
-    """The pickup, locked for this transaction, if the user may see it; else NotFound."""
+    """The pickup, locked for this transaction, if the user may see it; else NotFound.
+
+    The customer, the members of the vendor that holds it and operators (staff) see it.
+    """
     pickup = (
         PickupRequest.objects.select_for_update(of=("self",))
         .select_related("vendor")
@@ -377,19 +380,21 @@ def _locked_visible(pickup_id: int, user: AbstractBaseUser) -> PickupRequest:
         .first()
     )
     if pickup is None or not (
-        pickup.customer_id == user.pk
-        or (
-            pickup.vendor_id is not None
-            and pickup.vendor_id in vendor_ids_of_member(user_id=user.pk)
-        )
+        pickup.customer_id == user.pk or user.is_staff or _is_member(user, pickup)
     ):
         raise NotFound(f"Pickup {pickup_id} not found.")
     return pickup
 
 
+def _is_member(user: AbstractBaseUser, pickup: PickupRequest) -> bool:
+    return pickup.vendor_id is not None and pickup.vendor_id in vendor_ids_of_member(
+        user_id=user.pk
+    )
+
+
 def _locked_for_vendor(pickup_id: int, user: AbstractBaseUser) -> PickupRequest:
     pickup = _locked_visible(pickup_id, user)
-    if pickup.vendor_id not in vendor_ids_of_member(user_id=user.pk):
+    if not _is_member(user, pickup):
         raise Forbidden("Only a member of the pickup's vendor can do that.")
     return pickup
 

@@ -58,7 +58,7 @@ def exception_handler(exc, context) -> Response | None:
     if isinstance(exc, DomainError):
         return error_response(exc.code, exc.message, exc.errors)
     if isinstance(exc, Http404):
-        exc = exceptions.NotFound()
+        exc = exceptions.NotFound("No such object.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
@@ -79,8 +79,7 @@ def exception_handler(exc, context) -> Response | None:
         return error_response(
             code, f"Too many requests; retry in {wait} s.", headers=headers, retry_after=wait
         )
-    message = "No such object." if code == "not_found" else str(exc.detail)
-    return error_response(code, message, headers=headers)
+    return error_response(code, str(exc.detail), headers=headers)
 
 
 class PagePagination(PageNumberPagination):
@@ -89,3 +88,13 @@ class PagePagination(PageNumberPagination):
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+
+def api_not_found(request, exception=None):
+    """Django's 404 handler: the JSON error body under /api/, the usual page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "not_found", "message": "No such object."}, status=404)
+    return page_not_found(request, exception)

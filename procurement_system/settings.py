@@ -164,6 +164,9 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.UserRateThrottle",
         "rest_framework.throttling.AnonRateThrottle",
     ],
+    # Trust X-Forwarded-For only from as many proxies as there really are in front of the app;
+    # otherwise a client could name a new address per request and never be throttled.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "DEFAULT_THROTTLE_RATES": {
         "user": env("API_THROTTLE_USER", default="600/min"),
         "anon": env("API_THROTTLE_ANON", default="60/min"),

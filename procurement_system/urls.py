@@ -25,3 +25,5 @@ urlpatterns = [
     path("api/", include(router.urls)),
     path("health/", health, name="health"),
 ]
+
+handler404 = "procurement_system.rest.api_not_found"

@@ -148,7 +148,9 @@ def test_contact_details_reach_the_vendor_only_after_accepting(offered, people):
         ("customer", "accept", 403, "forbidden"),
         ("member_a", "cancel", 403, "forbidden"),
         ("customer", "reject", 409, "invalid_transition"),
-        ("operator", "accept", 404, "not_found"),
+        ("operator", "accept", 403, "forbidden"),
+        ("operator", "reject", 403, "forbidden"),
+        ("operator", "cancel", 403, "forbidden"),
     ],
 )
 def test_actions_refused_with_the_websocket_codes(offered, people, who, path, status, code):
@@ -218,10 +220,6 @@ def test_list_filters_and_pages(customer, vendor_a, run_on_commit):
     assert bad.status_code == 400 and bad.json()["code"] == "validation_error"
 
 
-def test_an_oversized_id_is_404_not_a_crash(customer):
-    assert client_for(customer).get("/api/pickups/99999999999999999999999/").status_code == 404
-
-
 def test_session_auth_needs_csrf(customer, offered):
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(customer)
@@ -267,3 +265,34 @@ def test_an_unexpected_error_is_a_json_500(customer, monkeypatch):
     assert response.status_code == 500
     assert response.json()["code"] == "internal_error"
     assert "fire" not in response.json()["message"]
+
+
+def test_unknown_api_paths_and_pages_answer_json(customer):
+    client = client_for(customer)
+    for path in ("/api/pickups/abc/", "/api/pickups/9999999999999999999999/", "/api/nothing/"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response.json() == {"code": "not_found", "message": "No such object."}
+    page = client.get("/api/pickups/?page=99")
+    assert page.status_code == 404
+    assert page.json() == {"code": "not_found", "message": "Invalid page."}
+
+
+def test_throttling_ignores_a_forged_forwarded_for(db, monkeypatch):
+    from django.core.cache import cache
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"user": "2/min", "anon": "2/min"})
+    cache.clear()
+    statuses = [
+        APIClient()
+        .post(
+            "/api/auth/token/",
+            {"username": "x", "password": "y"},
+            format="json",
+            HTTP_X_FORWARDED_FOR=f"10.0.0.{i}",
+        )
+        .status_code
+        for i in range(3)
+    ]
+    assert statuses == [400, 400, 429]

@@ -244,3 +244,20 @@ async def test_vendor_cannot_create_changes_for_others(world):
     assert (await ask(near, {"action": "update", "pickup_id": pickup_id, "data": {"notes": "x"}}))[
         "code"
     ] == "forbidden"
+
+
+async def test_an_operator_sees_every_pickup_but_may_not_change_it(world):
+    alice = await connect("/ws/pickups/", world["alice_key"])
+    pickup_id = (await ask(alice, create_frame()))["pickup"]["id"]
+    operator_key = await database_sync_to_async(
+        lambda: token_for(UserFactory(username="op", is_staff=True))
+    )()
+    operator = await connect("/ws/pickups/", operator_key)
+    seen = await ask(operator, {"action": "get", "pickup_id": pickup_id})
+    assert seen["pickup"]["customer"]["name"] == "alice"
+    assert (await ask(operator, {"action": "cancel", "pickup_id": pickup_id}))[
+        "code"
+    ] == "forbidden"
+    assert (await ask(operator, {"action": "reject", "pickup_id": pickup_id}))[
+        "code"
+    ] == "forbidden"
