@@ -8,7 +8,8 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, status
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -98,3 +99,62 @@ def api_not_found(request, exception=None):
     if request.path.startswith("/api/"):
         return JsonResponse({"code": "not_found", "message": "No such object."}, status=404)
     return page_not_found(request, exception)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every error response."""
+
+    code = serializers.ChoiceField(choices=sorted(HTTP_STATUS), help_text="Stable error code.")
+    message = serializers.CharField(help_text="A text for people.")
+    errors = serializers.DictField(
+        required=False, help_text="For validation_error: each field's messages."
+    )
+    retry_after = serializers.IntegerField(
+        required=False, help_text="For throttled: seconds to wait (also in Retry-After)."
+    )
+
+
+# Real bodies the API answers, for the schema's examples.
+_ERROR_EXAMPLES: dict[str, dict] = {
+    "bad_request": {"message": "JSON parse error - Expecting value: line 1 column 2 (char 1)"},
+    "validation_error": {
+        "message": "Some fields are invalid.",
+        "errors": {"latitude": ["Ensure this value is less than or equal to 90."]},
+    },
+    "not_authenticated": {"message": "Authentication credentials were not provided."},
+    "forbidden": {"message": "Only the customer can cancel a pickup."},
+    "not_found": {"message": "No such object."},
+    "invalid_transition": {"message": "Cannot accept a pickup that is pending."},
+    "throttled": {"message": "Too many requests; retry in 12 s.", "retry_after": 12},
+}
+
+
+def error_responses(*codes: str) -> dict[int, OpenApiResponse]:
+    """OpenAPI responses for the error codes an endpoint can answer, grouped by HTTP status.
+
+    Every authenticated endpoint can also answer not_authenticated and throttled; they are added
+    by the caller listing them, so the schema says exactly what each endpoint does.
+    """
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(HTTP_STATUS[code], []).append(code)
+    return {
+        http_status: OpenApiResponse(
+            ErrorSerializer,
+            description=" or ".join(grouped),
+            examples=[
+                OpenApiExample(
+                    code,
+                    value={"code": code, **_ERROR_EXAMPLES[code]},
+                    response_only=True,
+                    status_codes=[http_status],
+                )
+                for code in grouped
+            ],
+        )
+        for http_status, grouped in by_status.items()
+    }
+
+
+#: The errors any authenticated endpoint can answer.
+AUTHENTICATED = ("not_authenticated", "throttled")

@@ -11,12 +11,16 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from rest_framework import permissions, status
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from rest_framework import permissions, serializers, status
 from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
+
+from procurement_system.rest import AUTHENTICATED, error_responses
 
 
 def token_group(key: str) -> str:
@@ -54,6 +58,38 @@ class TokenView(ObtainAuthToken):
             return super().get_authenticators()
         return []
 
+    @extend_schema(
+        summary="Get your token",
+        description="Exchange a username and password for the user's API token (the same token "
+        "until it is revoked). Send it as 'Authorization: Token <key>'.",
+        request=AuthTokenSerializer,
+        responses={
+            200: inline_serializer("Token", {"token": serializers.CharField()}),
+            **error_responses("validation_error", "bad_request", "throttled"),
+        },
+        examples=[
+            OpenApiExample(
+                "Demo customer",
+                request_only=True,
+                value={"username": "alice", "password": "demo-pass-123"},
+            ),
+            OpenApiExample(
+                "Token",
+                response_only=True,
+                value={"token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"},
+            ),
+        ],
+    )
+    def post(self, request: Request, *args, **kwargs) -> Response:
+        return super().post(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Revoke your token",
+        description="Deletes the user's API token; every socket opened with it is closed with "
+        "4401. Get a new one with POST.",
+        request=None,
+        responses={204: None, **error_responses(*AUTHENTICATED)},
+    )
     def delete(self, request: Request) -> Response:
         token_revoke(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

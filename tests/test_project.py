@@ -94,3 +94,20 @@ def test_the_admin_stylesheet_is_served_by_the_app(client):
     response = client.get("/static/admin/css/base.css")
     assert response.status_code == 200
     assert b"".join(response.streaming_content).startswith(b"/*")
+
+
+def test_the_openapi_schema_validates_without_warnings(tmp_path):
+    call_command(
+        "spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml")
+    )
+    schema = (tmp_path / "schema.yaml").read_text()
+    assert "/api/pickups/{id}/accept/" in schema
+
+
+@pytest.mark.django_db
+def test_swagger_ui_and_redoc_are_served_without_a_cdn(client):
+    for path in ("/api/docs/", "/api/redoc/"):
+        page = client.get(path).content.decode()
+        assert "/static/drf_spectacular_sidecar/" in page
+        assert "cdn" not in page.lower()
+    assert client.get("/api/schema/").status_code == 200

@@ -1,10 +1,12 @@
 """``/api/me/``: who the caller is, in which roles, for which vendors."""
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from procurement_system.rest import AUTHENTICATED, error_responses
 from vendors.models import Vendor
 
 
@@ -26,6 +28,11 @@ class MeSerializer(serializers.Serializer):
 
 
 class MeView(APIView):
+    @extend_schema(
+        summary="Who am I",
+        description="The signed-in user, their roles and the vendors they act for.",
+        responses={200: MeSerializer, **error_responses(*AUTHENTICATED)},
+    )
     def get(self, request: Request) -> Response:
         user = request.user
         vendors = list(Vendor.objects.filter(members=user).order_by("name"))

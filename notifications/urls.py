@@ -1,0 +1,3 @@
+"""REST routes of the notifications app, under /api/."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""REST routes of the vendors app, under /api/."""
+
+urlpatterns: list = []
