@@ -32,6 +32,8 @@ class PickupRequest(models.Model):
     )
     # NULL, not "", when absent, so the per-customer unique constraint ignores keyless requests.
     idempotency_key = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
+    # The Celery task that assigns (or last re-assigned) the pickup, for clients that poll.
+    assignment_task_id = models.CharField(max_length=36, blank=True, db_index=True)
     # Bumped on every change; with the pickup id it names one version of the pickup, which is
     # what makes a notification's de-duplication key.
     version = models.PositiveIntegerField(default=1)

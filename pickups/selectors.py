@@ -43,3 +43,8 @@ def pickup_detail(*, pickup_id: int) -> PickupRequest:
         .prefetch_related("items", "rejections__vendor", "transitions")
         .get(pk=pickup_id)
     )
+
+
+def pickup_by_assignment_task(*, user: AbstractBaseUser, task_id: str) -> PickupRequest | None:
+    """The pickup, visible to the user, whose assignment runs (or ran) as this task."""
+    return pickups_visible_to(user=user).filter(assignment_task_id=task_id).first()

@@ -132,6 +132,7 @@ class PickupSerializer(serializers.ModelSerializer):
             "rejections",
             "history",
             "idempotency_key",
+            "assignment_task_id",
             "created_at",
             "updated_at",
             "status_changed_at",
@@ -169,5 +170,6 @@ class PickupSerializer(serializers.ModelSerializer):
         data = super().to_representation(pickup)
         if not self._is_customer(pickup):
             data.pop("idempotency_key")
+            data.pop("assignment_task_id")
             data.pop("rejections")
         return data

@@ -6,6 +6,7 @@ Work that must follow a change (assignment, notifications) is enqueued only afte
 transaction commits.
 """
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -93,7 +94,7 @@ def pickup_create(
                 f"Pickup #{pickup.pk} was received; looking for a vendor.",
                 vendor_id=None,
             )
-            _enqueue_assignment(pickup.pk)
+            _enqueue_assignment(pickup)
     except IntegrityError:
         existing = (
             _pickup_by_key(customer=customer, key=idempotency_key) if idempotency_key else None
@@ -185,11 +186,15 @@ def pickup_assign_vendor(*, pickup_id: int) -> PickupRequest | None:
         return pickup
 
 
-def _enqueue_assignment(pickup_id: int) -> None:
+def _enqueue_assignment(pickup: PickupRequest) -> None:
+    """Queue the assignment after commit under an id chosen now, so the pickup can name the
+    task (``assignment_task_id``) that a client may poll at ``/api/tasks/<id>/``."""
     # Imported here: the task module imports this one.
     from pickups.tasks import assign_vendor_task
 
-    assign_vendor_task.delay_on_commit(pickup_id)
+    pickup.assignment_task_id = str(uuid.uuid4())
+    pickup.save(update_fields=["assignment_task_id"])
+    assign_vendor_task.apply_async_on_commit((pickup.pk,), task_id=pickup.assignment_task_id)
 
 
 # --- the vendor's side ----------------------------------------------------------------------
@@ -284,7 +289,7 @@ def pickup_reject(*, pickup_id: int, by: AbstractBaseUser, reason: str = "") -> 
             vendor_id=vendor.id,
             extra={"rejected_by": role, "reason": reason, "vendor_id": vendor.id},
         )
-        _enqueue_assignment(pickup.pk)
+        _enqueue_assignment(pickup)
         return pickup
 
 
@@ -359,7 +364,7 @@ def pickup_update_details(
         )
         if set(changes) & LOCATION_FIELDS and pickup.status == Status.UNASSIGNED:
             _change(pickup, Event.RETRY, actor=by)
-            _enqueue_assignment(pickup.pk)
+            _enqueue_assignment(pickup)
         return pickup
 
 

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from pickups.api import PickupViewSet
+from procurement_system.task_status import TaskStatusView
 from procurement_system.tokens import TokenView
 from vendors.api import MeView
 
@@ -23,6 +24,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/token/", TokenView.as_view(), name="api-token"),
     path("api/me/", MeView.as_view(), name="api-me"),
+    path("api/tasks/<uuid:task_id>/", TaskStatusView.as_view(), name="api-task-status"),
     path("api/", include("vendors.urls")),
     path("api/", include("notifications.urls")),
     path("api/", include(router.urls)),

@@ -8,6 +8,7 @@ import urllib.request
 import pytest
 
 from tests.e2e.client import notification, open_socket, pickup_data
+from tests.e2e.stack import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -97,3 +98,27 @@ async def test_revoking_a_token_closes_its_open_sockets(stack):
     with pytest.raises(websockets.ConnectionClosed) as closed:
         await asyncio.wait_for(late.recv(), 10)
     assert closed.value.rcvd.code == 4401
+
+
+async def test_a_client_without_a_socket_polls_the_assignment_task(stack, tokens):
+    status, pickup, _ = await asyncio.to_thread(
+        http, stack, "POST", "/api/pickups/", tokens["alice"], pickup_data()
+    )
+    assert status == 201
+    task_path = f"/api/tasks/{pickup['assignment_task_id']}/"
+
+    seen: dict = {}
+
+    def finished() -> bool:  # the polling a socket-less client does, against the real backend
+        seen.update(http(stack, "GET", task_path, tokens["alice"])[1])
+        return seen["state"] in ("SUCCESS", "FAILURE")
+
+    await asyncio.to_thread(wait_until, finished, timeout=10, what="the assignment task")
+    task = seen
+    assert (task["state"], task["result"]) == ("SUCCESS", "offered")
+    assert task["name"] == "pickups.tasks.assign_vendor_task"
+    status, error, _ = await asyncio.to_thread(http, stack, "GET", task_path, tokens["vera"])
+    assert (status, error["code"]) == (404, "not_found")
+    await asyncio.to_thread(
+        http, stack, "POST", f"/api/pickups/{pickup['id']}/cancel/", tokens["alice"], {}
+    )
