@@ -7,7 +7,7 @@ WEB_PORT ?= 8000
 FLOWER_PORT ?= 5555
 export WEB_PORT FLOWER_PORT
 
-.PHONY: install prepare run test test-postgres docs lint clean
+.PHONY: install prepare run test test-postgres postman docs lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,14 @@ test: install
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 test-postgres: install
 	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest --ignore=tests/e2e
+
+# The Postman collection and environment in docs/postman/, made from the OpenAPI schema.
+postman: install
+	mkdir -p var
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file var/schema.yaml
+	npx --yes -p openapi-to-postmanv2@6.3.3 openapi2postmanv2 -s var/schema.yaml \
+		-o var/postman-converted.json -p -O folderStrategy=Tags,parametersResolution=Example
+	$(BIN)/python docs/postman/build_collection.py var/postman-converted.json docs/postman
 
 docs: install
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
