@@ -1,4 +1,7 @@
+from django.db.models import QuerySet
+
 from notifications.models import Notification
+from procurement_system.errors import NotFound
 
 
 def notification_payload(notification: Notification) -> dict:
@@ -31,3 +34,25 @@ def notification_last_seq(*, user_id: int) -> int:
 
 def notification_unread_count(*, user_id: int) -> int:
     return Notification.objects.filter(recipient_id=user_id, read_at__isnull=True).count()
+
+
+def notification_list(
+    *, user_id: int, after: int | None = None, unread_only: bool = False
+) -> QuerySet[Notification]:
+    """The user's notifications, newest first; given ``after``, only those numbered above it,
+    oldest first (the WebSocket's replay order). Only ever ordered by ``seq``."""
+    rows = Notification.objects.filter(recipient_id=user_id)
+    if unread_only:
+        rows = rows.filter(read_at__isnull=True)
+    if after is not None:
+        return rows.filter(seq__gt=after).order_by("seq")
+    return rows.order_by("-seq")
+
+
+def notification_get(*, user_id: int, notification_id: int) -> Notification:
+    """The user's notification with this per-user number. Numbers are per user, so the same
+    number of another user's is simply not found."""
+    notification = Notification.objects.filter(recipient_id=user_id, seq=notification_id).first()
+    if notification is None:
+        raise NotFound()
+    return notification

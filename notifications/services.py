@@ -48,3 +48,9 @@ def notifications_mark_read(*, user_id: int, ids: Iterable[int]) -> list[int]:
     mine = Notification.objects.filter(recipient_id=user_id, seq__in=ids)
     mine.filter(read_at__isnull=True).update(read_at=timezone.now())
     return sorted(mine.values_list("seq", flat=True))
+
+
+def notifications_mark_all_read(*, user_id: int) -> int:
+    """Mark every unread notification of the user read; return how many that was."""
+    unread = Notification.objects.filter(recipient_id=user_id, read_at__isnull=True)
+    return unread.update(read_at=timezone.now())

@@ -1,3 +1,10 @@
 """REST routes of the notifications app, under /api/."""
 
-urlpatterns: list = []
+from rest_framework.routers import SimpleRouter
+
+from notifications.api import NotificationViewSet
+
+router = SimpleRouter()
+router.register("notifications", NotificationViewSet, basename="notification")
+
+urlpatterns = router.urls

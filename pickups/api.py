@@ -3,7 +3,6 @@
 import django_filters
 from django.db.models import QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -152,7 +151,7 @@ class PickupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         parameters=[
             OpenApiParameter(
                 IDEMPOTENCY_HEADER,
-                OpenApiTypes.STR,
+                {"type": "string", "minLength": 1, "maxLength": 100},
                 OpenApiParameter.HEADER,
                 description="1 to 100 characters, unique per customer.",
             )
