@@ -1,3 +1,10 @@
 """REST routes of the vendors app, under /api/."""
 
-urlpatterns: list = []
+from rest_framework.routers import SimpleRouter
+
+from vendors.api import VendorViewSet
+
+router = SimpleRouter()
+router.register("vendors", VendorViewSet, basename="vendor")
+
+urlpatterns = router.urls
