@@ -5,7 +5,7 @@ import re
 from rest_framework import serializers
 
 from notifications.kinds import KINDS
-from procurement_system.serializers import StrictSerializer
+from procurement_system.serializers import StrictQuerySerializer, StrictSerializer
 
 MAX_ID = 2**63 - 1
 MAX_MARK_READ = 1000
@@ -36,7 +36,7 @@ class JsonBooleanField(serializers.BooleanField):
 # --- input ----------------------------------------------------------------------------------
 
 
-class NotificationListQuerySerializer(StrictSerializer):
+class NotificationListQuerySerializer(StrictQuerySerializer):
     """The list's query parameters; ``cursor`` and ``page_size`` are read by the paginator."""
 
     after = QueryIntegerField(

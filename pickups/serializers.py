@@ -36,6 +36,9 @@ class PickupCreateSerializer(StrictSerializer):
     )
 
     def validate_items(self, items: list[dict]) -> list[ItemInput]:
+        # A partial update (PATCH) replaces the whole list, so every item must be complete.
+        if any(set(i) != {"material", "estimated_kg"} for i in items):
+            raise serializers.ValidationError("Each item needs material and estimated_kg.")
         return [ItemInput(i["material"], i["estimated_kg"]) for i in items]
 
 

@@ -84,11 +84,35 @@ def exception_handler(exc, context) -> Response | None:
 
 
 class PagePagination(PageNumberPagination):
-    """``?page=N`` and ``?page_size=M`` (at most 100)."""
+    """``?page=N`` and ``?page_size=M`` (1 to 100); a page size that is not one is an error."""
 
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def get_page_size(self, request) -> int:
+        given = request.query_params.getlist(self.page_size_query_param)
+        if not given:
+            return self.page_size
+        if (
+            len(given) > 1
+            or not given[0].isascii()
+            or not given[0].isdigit()
+            or not (1 <= int(given[0]) <= self.max_page_size)
+        ):
+            raise exceptions.ValidationError(
+                {self.page_size_query_param: [f"An integer from 1 to {self.max_page_size}."]}
+            )
+        return int(given[0])
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+            if parameter["name"] == self.page_query_param:
+                parameter["schema"].update(minimum=1)
+        return parameters
 
 
 def api_not_found(request, exception=None):

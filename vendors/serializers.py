@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from procurement_system.serializers import StrictSerializer
+from procurement_system.serializers import StrictQuerySerializer, StrictSerializer
 from vendors.models import Vendor, VendorMaterial
 from vendors.selectors import NearbyVendor
 from vendors.services import (
@@ -82,7 +82,7 @@ class MemberAddSerializer(StrictSerializer):
     username = serializers.CharField(max_length=150)
 
 
-class NearbyQuerySerializer(StrictSerializer):
+class NearbyQuerySerializer(StrictQuerySerializer):
     lat = serializers.FloatField(min_value=-90, max_value=90, help_text="Latitude of the point.")
     lon = serializers.FloatField(min_value=-180, max_value=180, help_text="Longitude of the point.")
     radius_km = serializers.FloatField(
@@ -100,7 +100,7 @@ class NearbyQuerySerializer(StrictSerializer):
         return value
 
 
-class VendorChoiceQuerySerializer(StrictSerializer):
+class VendorChoiceQuerySerializer(StrictQuerySerializer):
     vendor = serializers.IntegerField(
         min_value=1,
         max_value=MAX_ID,

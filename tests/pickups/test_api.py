@@ -82,6 +82,10 @@ def test_the_same_idempotency_key_answers_the_same(customer, vendor_a):
         ({"items": [{"material": "paper", "estimated_kg": "-1"}]}, "items"),
         ({"window_end": "not a date"}, "window_end"),
         ({"colour": "red"}, "colour"),
+        ({"notes": 0}, "notes"),  # JSON types are kept: no number where a string belongs
+        ({"latitude": "52.5"}, "latitude"),
+        ({"latitude": True}, "latitude"),
+        ({"items": [{"material": "paper", "estimated_kg": False}]}, "items"),
     ],
 )
 def test_invalid_create_is_400_with_field_errors_and_stores_nothing(customer, data, field):
@@ -296,3 +300,18 @@ def test_throttling_ignores_a_forged_forwarded_for(db, monkeypatch):
         for i in range(3)
     ]
     assert statuses == [400, 400, 429]
+
+
+def test_a_patch_replaces_items_only_with_complete_ones(customer, vendor_a):
+    pickup = create_pickup(customer)
+    response = client_for(customer).patch(
+        f"/api/pickups/{pickup.pk}/", {"items": [{"material": "paper"}]}, format="json"
+    )
+    assert response.status_code == 400 and "items" in response.json()["errors"]
+
+
+@pytest.mark.parametrize("page_size", ["null", "0", "101", "2.5", "-1"])
+def test_a_page_size_out_of_range_is_400(customer, page_size):
+    response = client_for(customer).get(f"/api/pickups/?page_size={page_size}")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"page_size": ["An integer from 1 to 100."]}
