@@ -2,7 +2,6 @@
 
 import django_filters
 from django.db.models import QuerySet
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -24,7 +23,12 @@ from pickups.serializers import (
     VendorStepSerializer,
 )
 from procurement_system.errors import ValidationError
-from procurement_system.rest import AUTHENTICATED, PagePagination, error_responses
+from procurement_system.rest import (
+    AUTHENTICATED,
+    PagePagination,
+    StrictFilterBackend,
+    error_responses,
+)
 from procurement_system.serializers import validated
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -130,7 +134,7 @@ class PickupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     serializer_class = PickupSerializer
     pagination_class = PagePagination
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [StrictFilterBackend]
     filterset_class = PickupFilter
     lookup_value_regex = r"[0-9]{1,18}"
 

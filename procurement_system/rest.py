@@ -8,6 +8,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -81,6 +82,23 @@ def exception_handler(exc, context) -> Response | None:
             code, f"Too many requests; retry in {wait} s.", headers=headers, retry_after=wait
         )
     return error_response(code, str(exc.detail), headers=headers)
+
+
+class StrictFilterBackend(DjangoFilterBackend):
+    """django-filter, except that a filter given with no value is an error: ``?created_before=``
+    would otherwise quietly filter nothing."""
+
+    def filter_queryset(self, request, queryset, view):
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None:
+            empty = sorted(
+                name
+                for name in filterset_class.base_filters
+                if "" in request.query_params.getlist(name)
+            )
+            if empty:
+                raise exceptions.ValidationError({name: ["May not be empty."] for name in empty})
+        return super().filter_queryset(request, queryset, view)
 
 
 class PagePagination(PageNumberPagination):

@@ -4,7 +4,6 @@ vendor and membership management."""
 
 import django_filters
 from django.db.models import QuerySet
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -18,7 +17,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from procurement_system.rest import AUTHENTICATED, PagePagination, error_responses
+from procurement_system.rest import (
+    AUTHENTICATED,
+    PagePagination,
+    StrictFilterBackend,
+    error_responses,
+)
 from procurement_system.serializers import validated
 from vendors import selectors, services
 from vendors.models import Vendor
@@ -171,7 +175,7 @@ class VendorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     serializer_class = VendorPublicSerializer
     pagination_class = PagePagination
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [StrictFilterBackend]
     filterset_class = VendorFilter
     lookup_value_regex = r"[0-9]{1,18}"
     operator_actions = frozenset({"create", "members", "remove_member"})

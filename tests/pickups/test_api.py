@@ -315,3 +315,10 @@ def test_a_page_size_out_of_range_is_400(customer, page_size):
     response = client_for(customer).get(f"/api/pickups/?page_size={page_size}")
     assert response.status_code == 400
     assert response.json()["errors"] == {"page_size": ["An integer from 1 to 100."]}
+
+
+@pytest.mark.parametrize("query", ["created_before=", "created_after=", "status="])
+def test_a_filter_without_a_value_is_400(customer, query):
+    response = client_for(customer).get(f"/api/pickups/?{query}")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {query[:-1]: ["May not be empty."]}
