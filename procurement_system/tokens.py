@@ -16,6 +16,7 @@ from rest_framework import permissions, serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
@@ -46,6 +47,7 @@ class TokenView(ObtainAuthToken):
 
     # Password guessing is throttled like any anonymous request.
     throttle_classes = [AnonRateThrottle]
+    parser_classes = [JSONParser]  # JSON like every other endpoint
 
     def get_permissions(self):
         if self.request.method == "DELETE":

@@ -72,6 +72,8 @@ def finish(collection: dict) -> dict:
         for header in request.get("header", []):
             if header["key"] == "Idempotency-Key":
                 header["value"] = "{{$guid}}"
+        for parameter in request["url"].get("query", []):
+            parameter["disabled"] = True  # optional filters: switch on what you need
         for variable in request["url"].get("variable", []):
             value = PATH_VALUES.get((path[1], variable["key"]))
             if value:
