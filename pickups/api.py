@@ -97,9 +97,25 @@ PICKUP_EXAMPLE = OpenApiExample(
             {"event": "accept", "status": "accepted", "at": "2030-05-01T08:01:10Z"},
         ],
         "idempotency_key": "order-4711",
+        "assignment_task_id": "2f1c9a4e-7b1d-4c1e-9a53-0d7b8e6f4a21",
         "created_at": "2030-05-01T08:00:00Z",
         "updated_at": "2030-05-01T08:01:10Z",
         "status_changed_at": "2030-05-01T08:01:10Z",
+    },
+)
+CREATED_EXAMPLE = OpenApiExample(
+    "Just created",
+    response_only=True,
+    status_codes=["201"],
+    value={
+        **PICKUP_EXAMPLE.value,
+        "status": "pending",
+        "vendor": None,
+        "rejections": [],
+        "history": PICKUP_EXAMPLE.value["history"][:1],
+        "assignment_task_id": "2f1c9a4e-7b1d-4c1e-9a53-0d7b8e6f4a21",
+        "updated_at": "2030-05-01T08:00:00Z",
+        "status_changed_at": "2030-05-01T08:00:00Z",
     },
 )
 CHANGE = error_responses(
@@ -121,6 +137,7 @@ CHANGE = error_responses(
             200: PickupSerializer(many=True),
             **error_responses("validation_error", "not_found", *AUTHENTICATED),
         },
+        examples=[PICKUP_EXAMPLE],
     ),
     retrieve=extend_schema(
         summary="One pickup",
@@ -164,7 +181,7 @@ class PickupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             201: PickupSerializer,
             **error_responses("validation_error", "bad_request", *AUTHENTICATED),
         },
-        examples=[CREATE_EXAMPLE],
+        examples=[CREATE_EXAMPLE, CREATED_EXAMPLE],
     )
     def create(self, request: Request) -> Response:
         fields = validated(PickupCreateSerializer, request.data)
@@ -186,7 +203,10 @@ class PickupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         "items only while no vendor holds the pickup.",
         request=PickupChangeSerializer,
         responses={200: PickupSerializer, **CHANGE},
-        examples=[OpenApiExample("New notes", request_only=True, value={"notes": "Ring twice"})],
+        examples=[
+            OpenApiExample("New notes", request_only=True, value={"notes": "Ring twice"}),
+            PICKUP_EXAMPLE,
+        ],
     )
     def partial_update(self, request: Request, pk: str) -> Response:
         changes = validated(PickupChangeSerializer, request.data)
@@ -199,6 +219,7 @@ class PickupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         summary="Accept an offer (vendor member)",
         request=None,
         responses={200: PickupSerializer, **CHANGE},
+        examples=[PICKUP_EXAMPLE],
     )
     @action(detail=True, methods=["post"])
     def accept(self, request: Request, pk: str) -> Response:
@@ -208,7 +229,10 @@ class PickupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         summary="Decline the offer (vendor member) or release the accepted vendor (customer)",
         request=ReasonSerializer,
         responses={200: PickupSerializer, **CHANGE},
-        examples=[OpenApiExample("Reason", request_only=True, value={"reason": "Truck full"})],
+        examples=[
+            OpenApiExample("Reason", request_only=True, value={"reason": "Truck full"}),
+            PICKUP_EXAMPLE,
+        ],
     )
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str) -> Response:
@@ -220,7 +244,10 @@ class PickupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         summary="Cancel the request (customer)",
         request=ReasonSerializer,
         responses={200: PickupSerializer, **CHANGE},
-        examples=[OpenApiExample("Reason", request_only=True, value={"reason": "Sold it"})],
+        examples=[
+            OpenApiExample("Reason", request_only=True, value={"reason": "Sold it"}),
+            PICKUP_EXAMPLE,
+        ],
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
@@ -240,7 +267,8 @@ class PickupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
                     "status": "picked_up",
                     "items": [{"material": "paper", "actual_kg": "37.4"}],
                 },
-            )
+            ),
+            PICKUP_EXAMPLE,
         ],
     )
     @action(detail=True, methods=["post"])

@@ -113,3 +113,23 @@ def test_swagger_ui_and_redoc_are_served_without_a_cdn(client):
         assert "/static/drf_spectacular_sidecar/" in page
         assert "cdn" not in page.lower()
     assert client.get("/api/schema/").status_code == 200
+
+
+def test_every_operation_has_a_summary_examples_and_its_errors():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            name = f"{method.upper()} {path}"
+            assert operation.get("summary"), name
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            assert body is None or body.get("examples"), f"{name}: no request example"
+            for status, response in operation["responses"].items():
+                content = response.get("content", {}).get("application/json")
+                if status.startswith("2") and content:
+                    assert content.get("examples"), f"{name} {status}: no response example"
+            errors = {s for s in operation["responses"] if s[0] in "45"}
+            assert "429" in errors, name
+            if name != "POST /api/auth/token/":
+                assert "401" in errors, name

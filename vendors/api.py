@@ -60,6 +60,20 @@ class MeView(APIView):
         summary="Who am I",
         description="The signed-in user, their roles and the vendors they act for.",
         responses={200: MeSerializer, **error_responses(*AUTHENTICATED)},
+        examples=[
+            OpenApiExample(
+                "A vendor member",
+                response_only=True,
+                value={
+                    "id": 3,
+                    "username": "victor",
+                    "name": "Victor",
+                    "email": "victor@example.com",
+                    "roles": ["customer", "vendor_member"],
+                    "vendors": [{"id": 1, "name": "Victor Recycling"}],
+                },
+            )
+        ],
     )
     def get(self, request: Request) -> Response:
         user = request.user
@@ -159,6 +173,7 @@ NEARBY_EXAMPLE = OpenApiExample(
             200: VendorPublicSerializer(many=True),
             **error_responses("validation_error", "not_found", *AUTHENTICATED),
         },
+        examples=[PUBLIC_EXAMPLE],
     ),
     retrieve=extend_schema(
         summary="One vendor",
