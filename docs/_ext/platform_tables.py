@@ -69,23 +69,26 @@ REST_ERROR_USES = {
     "is the parser's, e.g. ``JSON parse error - Expecting property name enclosed in double "
     "quotes: line 1 column 2 (char 1)``.",
     "validation_error": "A field, query parameter or header is missing, unknown, of the wrong "
-    "type or out of range, or the body is not a JSON object; ``errors`` maps each offending "
-    "name to its messages. Also wrong credentials at ``POST /api/auth/token/``.",
+    "JSON type or out of range, a filter or ``page_size`` is empty or invalid, or the body is "
+    "not a JSON object; ``errors`` maps each offending name to its messages. Also wrong "
+    "credentials at ``POST /api/auth/token/``.",
     "not_authenticated": "No ``Authorization`` header and no session, an unknown or revoked "
     "token, another scheme (``Bearer``), or an inactive user. The response carries "
     "``WWW-Authenticate: Token``.",
     "forbidden": "You can see the pickup but your role may not do this (a customer accepting, "
-    "a vendor member cancelling or editing), or a session-authenticated request failed the CSRF "
-    "check (``CSRF Failed: ...``).",
-    "not_found": "The pickup does not exist or is not yours to see, or ``?page=`` is past the "
-    "last page or not a number.",
+    "a vendor member cancelling or editing, an operator changing someone else's pickup), a "
+    "non-operator creating a vendor or managing its members, or a session-authenticated request "
+    "failed the CSRF check (``CSRF Failed: ...``).",
+    "not_found": "The pickup, vendor, notification or task does not exist or is not yours to "
+    "see, ``?page=`` is past the last page or not a number, or the path under ``/api/`` matches "
+    "no endpoint.",
     "method_not_allowed": "The path exists but does not take this method; the ``Allow`` header "
     "lists those it does.",
     "not_acceptable": "The ``Accept`` header excludes ``application/json``.",
     "invalid_transition": "The pickup's current status does not allow the action (see "
     ":doc:`state-machine`).",
     "unsupported_media_type": "A body was sent with a ``Content-Type`` other than "
-    "``application/json`` (form data, for instance).",
+    "``application/json`` (form data, for instance, also at ``POST /api/auth/token/``).",
     "throttled": "Too many requests; ``retry_after`` in the body and the ``Retry-After`` header "
     "give the seconds to wait.",
     "internal_error": "An unexpected server error, logged on the server; the message is always "
