@@ -21,6 +21,11 @@ from procurement_system.serializers import validated
 from procurement_system.websocket import JsonActionConsumer
 
 
+def _fields(frame: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The action's own fields from a frame that also carries action, request_id, pickup_id."""
+    return {name: frame[name] for name in names if name in frame}
+
+
 class CreateFrameSerializer(serializers.Serializer):
     idempotency_key = serializers.CharField(max_length=100, required=False, allow_null=True)
 
@@ -48,7 +53,7 @@ class PickupConsumer(JsonActionConsumer):
     async def action_update(self, content: dict[str, Any]) -> dict[str, Any]:
         pickup_id = self._pickup_id(content)
         if "status" in content:  # a vendor member moves the job on
-            step = validated(VendorStepSerializer, content)
+            step = validated(VendorStepSerializer, _fields(content, "status", "items"))
             return await self._run(
                 lambda: services.pickup_advance(
                     pickup_id=pickup_id,
@@ -67,7 +72,10 @@ class PickupConsumer(JsonActionConsumer):
         )
 
     async def action_reject(self, content: dict[str, Any]) -> dict[str, Any]:
-        pickup_id, reason = self._pickup_id(content), validated(ReasonSerializer, content)["reason"]
+        pickup_id, reason = (
+            self._pickup_id(content),
+            validated(ReasonSerializer, _fields(content, "reason"))["reason"],
+        )
         return await self._run(
             lambda: services.pickup_reject(pickup_id=pickup_id, by=self.user, reason=reason),
             "pickup.rejected",
@@ -80,7 +88,10 @@ class PickupConsumer(JsonActionConsumer):
         )
 
     async def action_cancel(self, content: dict[str, Any]) -> dict[str, Any]:
-        pickup_id, reason = self._pickup_id(content), validated(ReasonSerializer, content)["reason"]
+        pickup_id, reason = (
+            self._pickup_id(content),
+            validated(ReasonSerializer, _fields(content, "reason"))["reason"],
+        )
         return await self._run(
             lambda: services.pickup_cancel(pickup_id=pickup_id, by=self.user, reason=reason),
             "pickup.cancelled",

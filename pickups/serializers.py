@@ -57,7 +57,7 @@ class ActualWeightSerializer(StrictSerializer):
     )
 
 
-class VendorStepSerializer(serializers.Serializer):
+class VendorStepSerializer(StrictSerializer):
     status = serializers.ChoiceField(choices=[s.value for s in VENDOR_STEPS])
     items = ActualWeightSerializer(many=True, required=False, max_length=settings.PICKUP_MAX_ITEMS)
 
@@ -68,7 +68,7 @@ class VendorStepSerializer(serializers.Serializer):
         return weights
 
 
-class ReasonSerializer(serializers.Serializer):
+class ReasonSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
 
 

@@ -123,6 +123,18 @@ class PagePagination(PageNumberPagination):
             )
         return int(given[0])
 
+    def paginate_queryset(self, queryset, request, view=None):
+        given = request.query_params.getlist(self.page_query_param)
+        if given and (
+            len(given) > 1
+            or given[0] != "last"
+            and not (given[0].isascii() and given[0].isdigit() and int(given[0]) >= 1)
+        ):
+            raise exceptions.ValidationError(
+                {self.page_query_param: ["A page number from 1, or last."]}
+            )
+        return super().paginate_queryset(queryset, request, view)
+
     def get_schema_operation_parameters(self, view) -> list[dict]:
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:

@@ -322,3 +322,27 @@ def test_a_filter_without_a_value_is_400(customer, query):
     response = client_for(customer).get(f"/api/pickups/?{query}")
     assert response.status_code == 400
     assert response.json()["errors"] == {query[:-1]: ["May not be empty."]}
+
+
+@pytest.mark.parametrize("page", ["abc", "0", "-1", "1.5"])
+def test_a_page_that_is_not_a_number_is_400(customer, page):
+    response = client_for(customer).get(f"/api/pickups/?page={page}")
+    assert response.status_code == 400
+    assert "page" in response.json()["errors"]
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("reject", {"reason": "x", "colour": 1}),
+        ("cancel", {"reason": 5}),
+        ("status", {"status": "en_route", "extra": True}),
+    ],
+)
+def test_action_bodies_are_strict(offered, people, path, body):
+    who = "customer" if path == "cancel" else "member_a"
+    response = client_for(people[who]).post(
+        f"/api/pickups/{offered.pk}/{path}/", body, format="json"
+    )
+    assert response.status_code == 400 and response.json()["code"] == "validation_error"
+    assert PickupRequest.objects.get(pk=offered.pk).status == "offered"
