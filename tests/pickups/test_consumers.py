@@ -196,6 +196,11 @@ async def test_list_shows_only_own_pickups(world):
         ({**create_frame(), "idempotency_key": {"a": 1}}, "validation_error"),
         ({"action": "update", "pickup_id": 1, "status": "flying"}, "validation_error"),
         ({"action": "list", "limit": 0}, "validation_error"),
+        ({"action": "reject", "pickup_id": 1, "reason": 5}, "validation_error"),
+        (
+            {"action": "update", "pickup_id": 1, "status": "en_route", "items": "x"},
+            "validation_error",
+        ),
     ],
 )
 async def test_bad_frames_get_an_error_and_the_socket_stays_open(world, frame, code):
