@@ -15,9 +15,7 @@ from rest_framework.response import Response
 from notifications import selectors, services
 from notifications.models import Notification
 from notifications.serializers import (
-    ASCII_DIGITS,
     DEFAULT_PAGE_SIZE,
-    MAX_ID,
     MAX_PAGE_SIZE,
     MarkReadResultSerializer,
     NotificationListQuerySerializer,
@@ -27,7 +25,7 @@ from notifications.serializers import (
 )
 from procurement_system.errors import ValidationError
 from procurement_system.rest import AUTHENTICATED, error_responses
-from procurement_system.serializers import validated
+from procurement_system.serializers import MAX_ID, validated, whole_number
 
 EXAMPLE_URL = "https://pickups.example.com/api/notifications/"
 
@@ -70,7 +68,9 @@ class NotificationCursorPagination(CursorPagination):
         except DrfNotFound:
             raise invalid_cursor() from None
         if cursor is not None and cursor.position is not None:
-            if not ASCII_DIGITS.fullmatch(cursor.position) or int(cursor.position) > MAX_ID:
+            if (whole_number(cursor.position) or 0) > MAX_ID or whole_number(
+                cursor.position
+            ) is None:
                 raise invalid_cursor()
         return cursor
 

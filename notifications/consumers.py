@@ -1,6 +1,5 @@
 """``/ws/notifications/``: a user's live notifications, with replay of what a socket missed."""
 
-import re
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -12,20 +11,17 @@ from notifications import selectors
 from notifications.push import user_group
 from notifications.services import notifications_mark_read
 from procurement_system.errors import BadRequest
-from procurement_system.serializers import validated
+from procurement_system.serializers import MAX_ID, validated, whole_number
 from procurement_system.websocket import JsonActionConsumer
-
-MAX_SEQ = 2**63 - 1
-ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class ReplaySerializer(serializers.Serializer):
-    after = serializers.IntegerField(min_value=0, max_value=MAX_SEQ)
+    after = serializers.IntegerField(min_value=0, max_value=MAX_ID)
 
 
 class MarkReadSerializer(serializers.Serializer):
     ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=MAX_SEQ),
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
         min_length=1,
         max_length=1000,
     )
@@ -51,13 +47,14 @@ class NotificationConsumer(JsonActionConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         after = query.get("after", [None])[0]
         latest = await database_sync_to_async(selectors.notification_last_seq)(user_id=self.user.pk)
-        if after is None or not ASCII_DIGITS.fullmatch(after):
+        position = whole_number(after) if after is not None else None
+        if position is None:
             # Without a valid position the socket starts at "now": live notifications only.
             self.last_id = latest
             if after is not None:
                 await self.send_error(None, BadRequest("?after must be a non-negative integer."))
             return
-        self.last_id = min(int(after), latest)
+        self.last_id = min(position, latest)
         await self._catch_up()
         await self.send_json({"type": "replay.done", "request_id": None, "last_id": self.last_id})
 

@@ -1,17 +1,18 @@
 """Input validation and output shape of notifications over REST, with the WebSocket's rules."""
 
-import re
-
 from rest_framework import serializers
 
 from notifications.kinds import KINDS
-from procurement_system.serializers import StrictQuerySerializer, StrictSerializer
+from procurement_system.serializers import (
+    ASCII_DIGITS,
+    MAX_ID,
+    StrictQuerySerializer,
+    StrictSerializer,
+)
 
-MAX_ID = 2**63 - 1
 MAX_MARK_READ = 1000
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class QueryIntegerField(serializers.IntegerField):

@@ -8,9 +8,8 @@ from rest_framework import serializers
 from pickups.models import PickupRejection, PickupRequest, PickupTransition
 from pickups.services import ItemInput
 from pickups.transitions import VENDOR_HELD, VENDOR_STEPS, Status
-from procurement_system.serializers import StrictSerializer
+from procurement_system.serializers import MAX_ID, StrictSerializer
 
-MAX_ID = 2**63 - 1
 MAX_KG = Decimal("100000")
 
 

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from procurement_system.errors import DomainError
+from procurement_system.serializers import whole_number
 
 logger = logging.getLogger(__name__)
 
@@ -112,23 +113,17 @@ class PagePagination(PageNumberPagination):
         given = request.query_params.getlist(self.page_size_query_param)
         if not given:
             return self.page_size
-        if (
-            len(given) > 1
-            or not given[0].isascii()
-            or not given[0].isdigit()
-            or not (1 <= int(given[0]) <= self.max_page_size)
-        ):
+        size = whole_number(given[0]) if len(given) == 1 else None
+        if size is None or not 1 <= size <= self.max_page_size:
             raise exceptions.ValidationError(
                 {self.page_size_query_param: [f"An integer from 1 to {self.max_page_size}."]}
             )
-        return int(given[0])
+        return size
 
     def paginate_queryset(self, queryset, request, view=None):
         given = request.query_params.getlist(self.page_query_param)
-        if given and (
-            len(given) > 1
-            or given[0] != "last"
-            and not (given[0].isascii() and given[0].isdigit() and int(given[0]) >= 1)
+        if given and not (
+            len(given) == 1 and (given[0] == "last" or (whole_number(given[0]) or 0) >= 1)
         ):
             raise exceptions.ValidationError(
                 {self.page_query_param: ["A page number from 1, or last."]}

@@ -1,3 +1,4 @@
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -5,6 +6,18 @@ from rest_framework import serializers
 from rest_framework.utils import json
 
 from procurement_system.errors import ValidationError
+
+#: The largest id a client may send (a signed 64-bit integer, what the databases store).
+MAX_ID = 2**63 - 1
+#: A non-negative integer as text: ASCII digits only (no sign, spaces, decimals or other
+#: scripts' digits, which str.isdigit would let through).
+ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def whole_number(text: str) -> int | None:
+    """The number ``text`` spells in ASCII digits, or None."""
+    return int(text) if ASCII_DIGITS.fullmatch(text) else None
+
 
 # The JSON type each kind of field takes. DRF would also turn 0 into "0" or "52.5" into 52.5;
 # a JSON API should say what it takes and refuse the rest.

@@ -4,6 +4,7 @@ from decimal import Decimal
 import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from pickups.services import ItemInput, pickup_create
 from vendors.models import Material, Vendor, VendorMaterial
@@ -76,3 +77,12 @@ def create_pickup(customer, *, materials=("paper",), location=HOME, key=None, **
         **overrides,
     }
     return pickup_create(**fields)[0]
+
+
+def client_for(user=None) -> APIClient:
+    """A REST client speaking JSON, signed in as ``user`` (anonymous for None)."""
+    client = APIClient()
+    client.default_format = "json"
+    if user is not None:
+        client.force_authenticate(user)
+    return client

@@ -2,17 +2,10 @@ import uuid
 
 import pytest
 from django.core.cache import caches
-from rest_framework.test import APIClient
 
-from tests.factories import UserFactory, VendorFactory, create_pickup, member_of
+from tests.factories import UserFactory, VendorFactory, client_for, create_pickup, member_of
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from procurement_system.serializers import StrictQuerySerializer, StrictSerializer
+from procurement_system.serializers import MAX_ID, StrictQuerySerializer, StrictSerializer
 from vendors.models import Vendor, VendorMaterial
 from vendors.selectors import NearbyVendor
 from vendors.services import (
@@ -16,7 +16,6 @@ from vendors.services import (
     PriceInput,
 )
 
-MAX_ID = 2**63 - 1
 NEARBY_MAX_RADIUS_KM = 100.0
 
 # --- input ----------------------------------------------------------------------------------

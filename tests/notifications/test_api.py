@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from notifications.models import Notification
 from notifications.selectors import notification_payload
 from notifications.services import notification_store, notifications_mark_all_read
-from tests.factories import UserFactory
+from tests.factories import UserFactory, client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -32,12 +32,6 @@ def store(user, count: int) -> None:
             data={"pickup_id": i},
             event_key=f"e{i}",
         )
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def ids(response) -> list[int]:

@@ -5,7 +5,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from pickups.models import PickupRequest
-from tests.factories import HOME, UserFactory, VendorFactory, create_pickup, member_of
+from tests.factories import HOME, UserFactory, VendorFactory, client_for, create_pickup, member_of
 
 pytestmark = pytest.mark.django_db
 
@@ -21,13 +21,6 @@ def body(**data) -> dict:
         "items": [{"material": "paper", "estimated_kg": "40"}],
         **data,
     }
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture

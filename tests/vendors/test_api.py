@@ -5,7 +5,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from tests.factories import HOME, MaterialFactory, UserFactory, VendorFactory, member_of
+from tests.factories import HOME, MaterialFactory, UserFactory, VendorFactory, client_for, member_of
+from vendors.geo import KM_PER_DEGREE_LAT
 from vendors.models import Vendor, VendorMaterial
 from vendors.selectors import vendor_candidates
 from vendors.services import vendor_reserve_capacity
@@ -22,15 +23,6 @@ PUBLIC_KEYS = {
     "materials",
 }
 FULL_KEYS = PUBLIC_KEYS | {"is_active", "capacity", "open_jobs", "members"}
-KM_PER_DEGREE_LAT = 111.195  # near enough for placing vendors north of HOME
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.default_format = "json"
-    if user is not None:
-        client.force_authenticate(user)
-    return client
 
 
 def north(km: float) -> float:
