@@ -8,9 +8,12 @@ from notifications.services import notification_store
 from notifications.tasks import send_notification_task
 
 
-def notify(*, messages: dict[int, str], kind: str, data: dict[str, Any], event_key: str) -> None:
+def notify(
+    *, messages: dict[int, str], kind: str, data: dict[str, Any], event_key: str
+) -> list[int]:
     """Store a notification for each recipient (user id → text) in the caller's transaction, and
-    enqueue its ``send_notification_task`` to run after commit.
+    enqueue its ``send_notification_task`` to run after commit. Returns the recipients for whom
+    it is new (an event stored before, under the same key, is neither stored nor sent again).
 
     Storing inside the transaction that made the change means the notification commits with it
     or not at all, and a user's notification numbers follow the order in which the changes
@@ -20,7 +23,11 @@ def notify(*, messages: dict[int, str], kind: str, data: dict[str, Any], event_k
     """
     if kind not in KINDS:  # every kind a user can receive is listed (and documented) there
         raise ValueError(f"Unknown notification kind {kind!r}; add it to notifications.kinds.")
+    new = []
     for user_id in sorted(messages):
         payload = {"kind": kind, "message": messages[user_id], "data": data, "event_key": event_key}
-        notification_store(user_id=user_id, **payload)
-        send_notification_task.delay_on_commit(user_id, payload)
+        _, created = notification_store(user_id=user_id, **payload)
+        if created:
+            new.append(user_id)
+            send_notification_task.delay_on_commit(user_id, payload)
+    return new

@@ -13,4 +13,11 @@ KINDS: dict[str, str] = {
     "pickup.en_route": "Customer and vendor members: the vendor is on the way.",
     "pickup.picked_up": "Customer and vendor members: the goods were collected.",
     "pickup.completed": "Customer and vendor members: the job is complete.",
+    "pickup.expired": "Customer, and the members of a vendor that held it: the requested window "
+    "ended before the goods were collected.",
+    "offer.expired": "Vendor members: the offer was not accepted in time and was withdrawn. "
+    "Customer: the request is being offered to the next vendor.",
+    "receipt.issued": "Customer and vendor members: the receipt of a completed pickup is ready.",
+    "vendor.digest": "Vendor members, daily: the vendor's offers, accepted and completed jobs "
+    "and earnings of the previous day.",
 }

@@ -1,9 +1,15 @@
-from celery import shared_task
-from django.db import OperationalError
+from datetime import timedelta
 
+from celery import shared_task
+from django.conf import settings
+from django.db import OperationalError
+from django.utils import timezone
+
+from notifications.models import Notification
 from notifications.push import push_to_user
 from notifications.selectors import notification_payload
 from notifications.services import notification_store
+from procurement_system.cleanup import delete_in_batches
 
 
 @shared_task(
@@ -33,3 +39,12 @@ def send_notification_task(user_id: int, message: dict) -> int:
     )
     push_to_user(user_id, notification_payload(notification))
     return notification.seq
+
+
+@shared_task(soft_time_limit=120, time_limit=180)
+def purge_read_notifications_task() -> int:
+    """Periodic (hourly): delete notifications read more than ``NOTIFICATION_RETENTION_DAYS``
+    ago, in batches. Unread ones stay; numbering goes on from where it was, so replay cursors
+    held by clients remain valid. Returns how many were deleted."""
+    cutoff = timezone.now() - timedelta(days=settings.NOTIFICATION_RETENTION_DAYS)
+    return delete_in_batches(Notification.objects.filter(read_at__lt=cutoff))

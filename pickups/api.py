@@ -13,13 +13,14 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from pickups import selectors, services
+from pickups import receipts, selectors, services
 from pickups.models import STATUS_CHOICES, PickupRequest
 from pickups.serializers import (
     PickupChangeSerializer,
     PickupCreateSerializer,
     PickupSerializer,
     ReasonSerializer,
+    ReceiptSerializer,
     VendorStepSerializer,
 )
 from procurement_system.errors import ValidationError
@@ -281,6 +282,52 @@ class PickupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             actual_weights=step.get("items"),
         )
         return Response(self._represent(pickup))
+
+    @extend_schema(
+        summary="The receipt of a completed pickup",
+        description="Issued moments after the pickup is completed (the notification "
+        "``receipt.issued`` says when); ``not_found`` until then. The printable page is "
+        "``/pickups/{id}/receipt/`` (signed in with a session).",
+        responses={200: ReceiptSerializer, **error_responses("not_found", *AUTHENTICATED)},
+        examples=[
+            OpenApiExample(
+                "Two materials",
+                response_only=True,
+                value={
+                    "number": "R-000007",
+                    "pickup_id": 7,
+                    "vendor": {"id": 2, "name": "Vera Metals"},
+                    "currency": "EUR",
+                    "lines": [
+                        {
+                            "material": "paper",
+                            "material_name": "Paper",
+                            "estimated_kg": "40.00",
+                            "actual_kg": "37.40",
+                            "price_per_kg": "0.12",
+                            "amount": "4.49",
+                        },
+                        {
+                            "material": "metal",
+                            "material_name": "Metal",
+                            "estimated_kg": "12.50",
+                            "actual_kg": "13.00",
+                            "price_per_kg": "0.80",
+                            "amount": "10.40",
+                        },
+                    ],
+                    "total_kg": "50.40",
+                    "total": "14.89",
+                    "issued_at": "2030-05-04T10:42:01Z",
+                },
+            )
+        ],
+    )
+    @action(detail=True, methods=["get"])
+    def receipt(self, request: Request, pk: str) -> Response:
+        return Response(
+            ReceiptSerializer(receipts.receipt_get(user=request.user, pickup_id=int(pk))).data
+        )
 
     def _represent(self, pickup: PickupRequest) -> dict:
         detail = selectors.pickup_detail(pickup_id=pickup.pk)

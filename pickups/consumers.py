@@ -6,9 +6,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from rest_framework import serializers
 
-from pickups import selectors, services
+from pickups import selectors, services, tracking
 from pickups.models import PickupRequest
 from pickups.serializers import (
+    LocationInputSerializer,
     PickupChangeSerializer,
     PickupCreateSerializer,
     PickupIdSerializer,
@@ -17,8 +18,11 @@ from pickups.serializers import (
     VendorStepSerializer,
 )
 from pickups.transitions import Status
+from procurement_system.errors import BadRequest
 from procurement_system.serializers import validated
 from procurement_system.websocket import JsonActionConsumer
+from vendors.selectors import vendors_nearby
+from vendors.serializers import NearbySerializer, VendorNearbySerializer
 
 
 def _fields(frame: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -38,7 +42,32 @@ class ListFrameSerializer(serializers.Serializer):
 
 
 class PickupConsumer(JsonActionConsumer):
-    actions = frozenset({"create", "update", "reject", "accept", "cancel", "get", "list", "ping"})
+    actions = frozenset(
+        {
+            "create",
+            "update",
+            "reject",
+            "accept",
+            "cancel",
+            "get",
+            "list",
+            "location",
+            "subscribe",
+            "unsubscribe",
+            "nearby",
+            "ping",
+        }
+    )
+
+    async def joined(self) -> None:
+        self.following: dict[int, tracking.Party] = {}  # pickup id -> its parties, when joined
+
+    async def disconnect(self, code: int) -> None:
+        for pickup_id in getattr(self, "following", {}):
+            await self.channel_layer.group_discard(
+                tracking.pickup_room(pickup_id), self.channel_name
+            )
+        await super().disconnect(code)
 
     async def action_create(self, content: dict[str, Any]) -> dict[str, Any]:
         frame = validated(CreateFrameSerializer, content)
@@ -120,6 +149,90 @@ class PickupConsumer(JsonActionConsumer):
 
     async def action_ping(self, content: dict[str, Any]) -> dict[str, Any]:
         return {"type": "pong"}
+
+    # --- live tracking ----------------------------------------------------------------------
+
+    async def action_location(self, content: dict[str, Any]) -> dict[str, Any]:
+        """A vendor member en route reports where they are; the pickup's followers see it."""
+        pickup_id = self._pickup_id(content)
+        point = validated(
+            LocationInputSerializer, _fields(content, "lat", "lon", "heading", "speed")
+        )
+        position, party = await database_sync_to_async(tracking.pickup_record_location)(
+            pickup_id=pickup_id,
+            by=self.user,
+            latitude=point["lat"],
+            longitude=point["lon"],
+            heading=point["heading"],
+            speed=point["speed"],
+        )
+        await self.channel_layer.group_send(
+            tracking.pickup_room(pickup_id),
+            {
+                "type": "pickup.location",
+                "pickup_id": pickup_id,
+                "customer_id": party.customer_id,
+                "vendor_id": party.vendor_id,
+                "position": position,
+            },
+        )
+        return {"type": "location.recorded", "pickup_id": pickup_id, **position}
+
+    async def action_subscribe(self, content: dict[str, Any]) -> dict[str, Any]:
+        """Follow a pickup's live events (``vendor.location``); its parties only."""
+        pickup_id = self._pickup_id(content)
+        pickup, party = await database_sync_to_async(tracking.pickup_party)(
+            user=self.user, pickup_id=pickup_id
+        )
+        if pickup_id not in self.following:
+            if len(self.following) >= settings.TRACKING_MAX_SUBSCRIPTIONS:
+                raise BadRequest(
+                    f"Follow at most {settings.TRACKING_MAX_SUBSCRIPTIONS} pickups per socket."
+                )
+            await self.channel_layer.group_add(tracking.pickup_room(pickup_id), self.channel_name)
+        self.following[pickup_id] = party
+        return {
+            "type": "pickup.subscribed",
+            "pickup_id": pickup_id,
+            "status": pickup.status,
+            "vendor_position": pickup.vendor_position,
+        }
+
+    async def action_unsubscribe(self, content: dict[str, Any]) -> dict[str, Any]:
+        pickup_id = self._pickup_id(content)
+        if self.following.pop(pickup_id, None) is not None:
+            await self.channel_layer.group_discard(
+                tracking.pickup_room(pickup_id), self.channel_name
+            )
+        return {"type": "pickup.unsubscribed", "pickup_id": pickup_id}
+
+    async def pickup_location(self, event: dict[str, Any]) -> None:
+        """A position from the pickup's room. Sent on only while this user is still a party:
+        the customer, or a member of the vendor that sent it (not of a vendor let go since)."""
+        party = self.following.get(event["pickup_id"])
+        if party is None:
+            return
+        if self.user.pk != event["customer_id"] and event["vendor_id"] != party.vendor_id:
+            return
+        await self.send_json(
+            {"type": "vendor.location", "pickup_id": event["pickup_id"], **event["position"]}
+        )
+
+    async def action_nearby(self, content: dict[str, Any]) -> dict[str, Any]:
+        """Active, online vendors around a point, nearest first."""
+        query = validated(NearbySerializer, _fields(content, "lat", "lon", "radius_km", "material"))
+
+        @database_sync_to_async
+        def found() -> list[dict]:
+            vendors = vendors_nearby(
+                latitude=query["lat"],
+                longitude=query["lon"],
+                radius_km=query["radius_km"],
+                material=query.get("material"),
+            )
+            return VendorNearbySerializer(vendors, many=True).data
+
+        return {"type": "vendors.nearby", "vendors": await found()}
 
     # ---------------------------------------------------------------------------------------
 

@@ -40,13 +40,23 @@ class PickupRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     status_changed_at = models.DateTimeField(auto_now_add=True)
+    # The one live offer timer: while offered, when the offer is withdrawn unless accepted.
+    offer_expires_at = models.DateTimeField(null=True, blank=True)
+    # While unassigned: how many retries found no vendor, and when the next one is due.
+    retry_count = models.PositiveIntegerField(default=0)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    # The vendor's last reported position while en route: {lat, lon, heading, speed, at}.
+    vendor_position = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["customer", "-created_at"]),
             models.Index(fields=["vendor", "status"]),
-            models.Index(fields=["status"]),
+            # The sweeps: due offers, due retries, windows that ended.
+            models.Index(fields=["status", "offer_expires_at"]),
+            models.Index(fields=["status", "next_retry_at"]),
+            models.Index(fields=["status", "window_end"]),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -76,6 +86,9 @@ class PickupItem(models.Model):
     material = models.ForeignKey("vendors.Material", on_delete=models.PROTECT, related_name="+")
     estimated_kg = models.DecimalField(max_digits=9, decimal_places=2)
     actual_kg = models.DecimalField(max_digits=9, decimal_places=2, null=True, blank=True)
+    # The price per kg of the vendor the pickup was last offered to, quoted with the offer; the
+    # receipt pays at this price even if the vendor's price list changes meanwhile.
+    price_per_kg = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -89,11 +102,13 @@ class PickupItem(models.Model):
 
 
 class PickupRejection(models.Model):
-    """A vendor that said no to a pickup (or that the customer refused); never offered it again."""
+    """A vendor that said no to a pickup, that the customer refused, or that let the offer time
+    out; never offered it again."""
 
     class Role(models.TextChoices):
         VENDOR = "vendor"
         CUSTOMER = "customer"
+        TIMEOUT = "timeout"
 
     pickup = models.ForeignKey(PickupRequest, on_delete=models.CASCADE, related_name="rejections")
     vendor = models.ForeignKey("vendors.Vendor", on_delete=models.CASCADE, related_name="+")
@@ -131,3 +146,60 @@ class PickupTransition(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pickup_id} {self.from_status} -> {self.to_status}"
+
+
+class LocationPoint(models.Model):
+    """One position a vendor member reported while en route to a pickup; pruned after a while
+    (the last one is also kept on the pickup as ``vendor_position``)."""
+
+    pickup = models.ForeignKey(PickupRequest, on_delete=models.CASCADE, related_name="+")
+    vendor = models.ForeignKey("vendors.Vendor", on_delete=models.CASCADE, related_name="+")
+    latitude = models.FloatField()
+    longitude = models.FloatField()
+    heading = models.FloatField(null=True, blank=True, help_text="Degrees from north, 0-360.")
+    speed = models.FloatField(null=True, blank=True, help_text="Metres per second.")
+    recorded_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["recorded_at", "id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pickup_id} at {self.latitude:.5f},{self.longitude:.5f}"
+
+
+class Receipt(models.Model):
+    """What was collected and what it is worth, issued once when a pickup is completed."""
+
+    pickup = models.OneToOneField(PickupRequest, on_delete=models.CASCADE, related_name="receipt")
+    vendor = models.ForeignKey("vendors.Vendor", on_delete=models.PROTECT, related_name="+")
+    vendor_name = models.CharField(max_length=200)
+    currency = models.CharField(max_length=3)
+    total_kg = models.DecimalField(max_digits=12, decimal_places=2)
+    total = models.DecimalField(max_digits=14, decimal_places=2)
+    issued_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.number}: {self.total} {self.currency}"
+
+    @property
+    def number(self) -> str:
+        return f"R-{self.pickup_id:06d}"
+
+
+class ReceiptLine(models.Model):
+    receipt = models.ForeignKey(Receipt, on_delete=models.CASCADE, related_name="lines")
+    material = models.ForeignKey("vendors.Material", on_delete=models.PROTECT, related_name="+")
+    material_name = models.CharField(max_length=100)
+    estimated_kg = models.DecimalField(max_digits=9, decimal_places=2)
+    actual_kg = models.DecimalField(max_digits=9, decimal_places=2)
+    price_per_kg = models.DecimalField(max_digits=10, decimal_places=2)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.actual_kg} kg {self.material_id} = {self.amount}"

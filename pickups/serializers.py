@@ -3,9 +3,10 @@
 from decimal import Decimal
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from pickups.models import PickupRejection, PickupRequest, PickupTransition
+from pickups.models import PickupRejection, PickupRequest, PickupTransition, Receipt, ReceiptLine
 from pickups.services import ItemInput
 from pickups.transitions import VENDOR_HELD, VENDOR_STEPS, Status
 from procurement_system.serializers import MAX_ID, StrictSerializer
@@ -75,6 +76,19 @@ class PickupIdSerializer(serializers.Serializer):
     pickup_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
 
 
+class LocationInputSerializer(StrictSerializer):
+    """A vendor member's position on the way to a pickup (the ``location`` action)."""
+
+    lat = serializers.FloatField(min_value=-90, max_value=90)
+    lon = serializers.FloatField(min_value=-180, max_value=180)
+    heading = serializers.FloatField(
+        min_value=0, max_value=360, required=False, allow_null=True, default=None
+    )
+    speed = serializers.FloatField(
+        min_value=0, max_value=150, required=False, allow_null=True, default=None
+    )
+
+
 # --- output ---------------------------------------------------------------------------------
 
 
@@ -82,6 +96,62 @@ class PickupItemSerializer(serializers.Serializer):
     material = serializers.CharField(source="material_id")
     estimated_kg = serializers.DecimalField(max_digits=9, decimal_places=2)
     actual_kg = serializers.DecimalField(max_digits=9, decimal_places=2, allow_null=True)
+    price_per_kg = serializers.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        allow_null=True,
+        help_text="Quoted by the vendor the pickup was last offered to; null before any offer.",
+    )
+
+
+class ReceiptLineSerializer(serializers.ModelSerializer):
+    material = serializers.CharField(source="material_id")
+
+    class Meta:
+        model = ReceiptLine
+        fields = [
+            "material",
+            "material_name",
+            "estimated_kg",
+            "actual_kg",
+            "price_per_kg",
+            "amount",
+        ]
+        read_only_fields = fields
+
+
+class ReceiptSerializer(serializers.ModelSerializer):
+    number = serializers.CharField(read_only=True)
+    pickup_id = serializers.IntegerField(read_only=True)
+    vendor = serializers.SerializerMethodField()
+    lines = ReceiptLineSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Receipt
+        fields = [
+            "number",
+            "pickup_id",
+            "vendor",
+            "currency",
+            "lines",
+            "total_kg",
+            "total",
+            "issued_at",
+        ]
+        read_only_fields = fields
+
+    def get_vendor(self, receipt: Receipt) -> dict:
+        return {"id": receipt.vendor_id, "name": receipt.vendor_name}
+
+
+class PositionSerializer(serializers.Serializer):
+    """The vendor's last reported position (live ones arrive as ``vendor.location`` events)."""
+
+    lat = serializers.FloatField()
+    lon = serializers.FloatField()
+    heading = serializers.FloatField(allow_null=True)
+    speed = serializers.FloatField(allow_null=True, help_text="Metres per second.")
+    at = serializers.DateTimeField()
 
 
 class RejectionSerializer(serializers.ModelSerializer):
@@ -116,6 +186,8 @@ class PickupSerializer(serializers.ModelSerializer):
     customer = serializers.SerializerMethodField()
     rejections = serializers.SerializerMethodField()
     history = TransitionSerializer(source="transitions", many=True, read_only=True)
+    vendor_position = PositionSerializer(read_only=True, allow_null=True)
+    receipt = serializers.SerializerMethodField()
 
     class Meta:
         model = PickupRequest
@@ -133,6 +205,9 @@ class PickupSerializer(serializers.ModelSerializer):
             "customer",
             "rejections",
             "history",
+            "offer_expires_at",
+            "vendor_position",
+            "receipt",
             "idempotency_key",
             "assignment_task_id",
             "created_at",
@@ -162,6 +237,11 @@ class PickupSerializer(serializers.ModelSerializer):
             "email": user.email,
             "phone": pickup.contact_phone,
         }
+
+    @extend_schema_field(ReceiptSerializer(allow_null=True))
+    def get_receipt(self, pickup: PickupRequest) -> dict | None:
+        receipt = getattr(pickup, "receipt", None)  # the reverse one-to-one raises when absent
+        return ReceiptSerializer(receipt).data if receipt is not None else None
 
     def get_rejections(self, pickup: PickupRequest) -> list[dict] | None:
         if not self._is_customer(pickup):

@@ -18,10 +18,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from notifications.dispatch import notify
+from pickups import tasks
 from pickups.models import PickupItem, PickupRejection, PickupRequest, PickupTransition
 from pickups.transitions import (
     CAPACITY_HELD,
     EDITABLE,
+    EXPIRABLE,
     RELOCATABLE,
     VENDOR_STEPS,
     Event,
@@ -29,8 +31,13 @@ from pickups.transitions import (
     next_status,
 )
 from procurement_system.errors import Forbidden, InvalidTransition, NotFound, ValidationError
-from vendors.models import Material, Vendor
-from vendors.selectors import vendor_candidates, vendor_ids_of_member, vendor_member_ids
+from vendors.models import Material, Vendor, VendorMaterial
+from vendors.selectors import (
+    Candidate,
+    vendor_candidates,
+    vendor_ids_of_member,
+    vendor_member_ids,
+)
 from vendors.services import vendor_release_capacity, vendor_reserve_capacity
 
 
@@ -149,52 +156,190 @@ def pickup_assign_vendor(*, pickup_id: int) -> PickupRequest | None:
     """Offer a pending pickup to the nearest eligible vendor, or mark it unassigned.
 
     Idempotent: a pickup that is no longer pending (assigned by an earlier delivery of the same
-    task, cancelled meanwhile) is left as it is, so a redelivered task never offers twice.
+    task, cancelled meanwhile) is left as it is, so a redelivered task never offers twice. A
+    pickup whose window has ended is expired instead of offered.
     """
     with transaction.atomic():
-        pickup = PickupRequest.objects.select_for_update().filter(pk=pickup_id).first()
+        pickup = _locked(pickup_id)
         if pickup is None or pickup.status != Status.PENDING:
             return pickup
-        candidates = vendor_candidates(
-            latitude=pickup.latitude,
-            longitude=pickup.longitude,
-            material_codes=list(pickup.items.values_list("material_id", flat=True)),
-            exclude_vendor_ids=set(pickup.rejections.values_list("vendor_id", flat=True)),
-        )
-        for candidate in candidates:
-            # The candidate query saw free capacity, but a concurrent assignment may have taken
-            # it since; the conditional reserve is the decision.
-            if vendor_reserve_capacity(vendor_id=candidate.vendor.id):
-                _change(pickup, Event.ASSIGN, actor=None, vendor=candidate.vendor)
-                data = {"distance_km": round(candidate.distance_km, 2)}
-                _announce(
-                    pickup,
-                    "pickup.offered",
-                    f"New offer: pickup #{pickup.pk}, {_items_text(pickup)}, "
-                    f"{candidate.distance_km:.1f} km away.",
-                    customer_message=f"Pickup #{pickup.pk} was offered to {candidate.vendor.name}.",
-                    extra=data,
-                )
-                return pickup
+        if _window_over(pickup):
+            _expire(pickup)
+            return pickup
+        candidate = _reserve_nearest(pickup)
+        if candidate is not None:
+            _offer(pickup, candidate)
+            return pickup
         _change(pickup, Event.NO_VENDOR, actor=None)
         _announce(
             pickup,
             "pickup.unassigned",
-            f"No vendor is available for pickup #{pickup.pk} right now.",
+            f"No vendor is available for pickup #{pickup.pk} right now; it will be offered as "
+            "soon as one is.",
             vendor_id=None,
         )
         return pickup
 
 
+def pickup_retry_assignment(*, pickup_id: int, due_only: bool = True) -> PickupRequest | None:
+    """Try an unassigned pickup again: offer it if a vendor is eligible now, else schedule the
+    next retry further out (exponential backoff). Nothing is logged or told while no vendor is
+    found, so retries do not flood the history or the customer.
+
+    ``due_only`` (the periodic sweep) leaves alone a pickup whose retry is not due, so two sweeps
+    that both picked it cannot both count a retry. A vendor that became available (online, more
+    capacity, a job finished) retries with ``due_only=False``. A pickup that is no longer
+    unassigned is left as it is, so concurrent retries offer it at most once.
+    """
+    with transaction.atomic():
+        pickup = _locked(pickup_id)
+        if pickup is None or pickup.status != Status.UNASSIGNED:
+            return pickup
+        now = timezone.now()
+        if due_only and pickup.next_retry_at is not None and pickup.next_retry_at > now:
+            return pickup
+        if _window_over(pickup):
+            _expire(pickup)
+            return pickup
+        candidate = _reserve_nearest(pickup)
+        if candidate is None:
+            pickup.retry_count += 1
+            pickup.next_retry_at = now + retry_delay(pickup.retry_count)
+            pickup.save(update_fields=["retry_count", "next_retry_at"])
+            return pickup
+        _change(pickup, Event.RETRY, actor=None)
+        _offer(pickup, candidate)
+        return pickup
+
+
+def retry_delay(retries: int) -> timedelta:
+    """How long after ``retries`` fruitless retries the next one is due."""
+    base, cap = settings.UNASSIGNED_RETRY_BASE_SECONDS, settings.UNASSIGNED_RETRY_MAX_SECONDS
+    return timedelta(seconds=min(base * 2 ** min(retries, 30), cap))
+
+
+def _reserve_nearest(pickup: PickupRequest) -> Candidate | None:
+    """The nearest eligible vendor, with one unit of its capacity reserved for this pickup."""
+    candidates = vendor_candidates(
+        latitude=pickup.latitude,
+        longitude=pickup.longitude,
+        material_codes=list(pickup.items.values_list("material_id", flat=True)),
+        exclude_vendor_ids=set(pickup.rejections.values_list("vendor_id", flat=True)),
+    )
+    for candidate in candidates:
+        # The candidate query saw free capacity, but a concurrent assignment may have taken it
+        # since; the conditional reserve is the decision.
+        if vendor_reserve_capacity(vendor_id=candidate.vendor.id):
+            return candidate
+    return None
+
+
+def _offer(pickup: PickupRequest, candidate: Candidate) -> None:
+    """Offer the pickup to the vendor whose capacity was reserved, quoting its prices and
+    starting the offer's timer."""
+    vendor = candidate.vendor
+    _change(pickup, Event.ASSIGN, actor=None, vendor=vendor)
+    prices = dict(
+        VendorMaterial.objects.filter(vendor=vendor).values_list("material_id", "price_per_kg")
+    )
+    items = list(pickup.items.all())
+    for item in items:
+        item.price_per_kg = prices.get(item.material_id)
+    PickupItem.objects.bulk_update(items, ["price_per_kg"])
+    _announce(
+        pickup,
+        "pickup.offered",
+        f"New offer: pickup #{pickup.pk}, {_items_text(pickup)}, "
+        f"{candidate.distance_km:.1f} km away. Answer within "
+        f"{settings.OFFER_TIMEOUT_SECONDS} s.",
+        customer_message=f"Pickup #{pickup.pk} was offered to {vendor.name}.",
+        extra={
+            "distance_km": round(candidate.distance_km, 2),
+            "offer_expires_at": _timestamp(pickup.offer_expires_at),
+        },
+    )
+
+
+def pickup_expire_offer(*, pickup_id: int, version: int) -> PickupRequest | None:
+    """Withdraw an offer nobody answered in time, and re-assign the pickup without that vendor.
+
+    ``version`` names the offer: the pickup's version when the sweep saw it offered and due. If
+    anything changed since (the vendor accepted or rejected, the customer cancelled, a newer
+    offer was made), the version differs and nothing happens, so a late or repeated timer can
+    never withdraw an offer it was not meant for.
+    """
+    with transaction.atomic():
+        pickup = _locked(pickup_id)
+        if (
+            pickup is None
+            or pickup.status != Status.OFFERED
+            or pickup.version != version
+            or pickup.offer_expires_at > timezone.now()
+        ):
+            return pickup
+        vendor = pickup.vendor
+        _change(pickup, Event.OFFER_TIMEOUT, actor=None, vendor=None)
+        PickupRejection.objects.create(
+            pickup=pickup,
+            vendor=vendor,
+            role=PickupRejection.Role.TIMEOUT,
+            reason=f"No answer within {settings.OFFER_TIMEOUT_SECONDS} s.",
+        )
+        _release(vendor.id)
+        _announce(
+            pickup,
+            "offer.expired",
+            f"The offer of pickup #{pickup.pk} expired unanswered and went to another vendor.",
+            vendor_id=vendor.id,
+            customer_message=f"{vendor.name} did not answer in time; pickup #{pickup.pk} is "
+            "being offered to another vendor.",
+            extra={"vendor_id": vendor.id},
+        )
+        _enqueue_assignment(pickup)
+        return pickup
+
+
+def pickup_expire(*, pickup_id: int) -> PickupRequest | None:
+    """Expire a pickup whose window ended before a vendor set off to collect it."""
+    with transaction.atomic():
+        pickup = _locked(pickup_id)
+        if pickup is None or Status(pickup.status) not in EXPIRABLE or not _window_over(pickup):
+            return pickup
+        _expire(pickup)
+        return pickup
+
+
+def _expire(pickup: PickupRequest) -> None:
+    vendor_id = pickup.vendor_id
+    held = Status(pickup.status) in CAPACITY_HELD
+    _change(pickup, Event.EXPIRE, actor=None, vendor=None)
+    if held:
+        _release(vendor_id)
+    _announce(
+        pickup,
+        "pickup.expired",
+        f"Pickup #{pickup.pk} expired: its window ended before it was collected.",
+        vendor_id=vendor_id,
+    )
+
+
+def _window_over(pickup: PickupRequest) -> bool:
+    return pickup.window_end <= timezone.now()
+
+
+def _release(vendor_id: int) -> None:
+    """Give back a unit of the vendor's capacity and, once committed, offer it the unassigned
+    pickups it could now take."""
+    vendor_release_capacity(vendor_id=vendor_id)
+    tasks.retry_unassigned_for_vendor_task.delay_on_commit(vendor_id)
+
+
 def _enqueue_assignment(pickup: PickupRequest) -> None:
     """Queue the assignment after commit under an id chosen now, so the pickup can name the
     task (``assignment_task_id``) that a client may poll at ``/api/tasks/<id>/``."""
-    # Imported here: the task module imports this one.
-    from pickups.tasks import assign_vendor_task
-
     pickup.assignment_task_id = str(uuid.uuid4())
     pickup.save(update_fields=["assignment_task_id"])
-    assign_vendor_task.apply_async_on_commit((pickup.pk,), task_id=pickup.assignment_task_id)
+    tasks.assign_vendor_task.apply_async_on_commit((pickup.pk,), task_id=pickup.assignment_task_id)
 
 
 # --- the vendor's side ----------------------------------------------------------------------
@@ -225,14 +370,15 @@ def pickup_advance(
     with transaction.atomic():
         pickup = _locked_for_vendor(pickup_id, by)
         _change(pickup, event, actor=by)
-        if actual_weights:
-            if event != Event.PICK_UP:
-                raise ValidationError(
-                    errors={"items": ["Actual weights are recorded when picking up."]}
-                )
-            _record_actual_weights(pickup, actual_weights)
+        if actual_weights and event != Event.PICK_UP:
+            raise ValidationError(
+                errors={"items": ["Actual weights are recorded when picking up."]}
+            )
+        if pickup.status == Status.PICKED_UP:
+            _record_actual_weights(pickup, actual_weights or {})
         if pickup.status == Status.COMPLETED:
-            vendor_release_capacity(vendor_id=pickup.vendor_id)
+            _release(pickup.vendor_id)
+            tasks.issue_receipt_task.delay_on_commit(pickup.pk)
         _announce(
             pickup,
             f"pickup.{pickup.status}",
@@ -246,10 +392,17 @@ def pickup_advance(
 
 
 def _record_actual_weights(pickup: PickupRequest, weights: dict[str, Decimal]) -> None:
+    """The weighed kilograms of every item (0 for a material that was not there after all);
+    the receipt is made from them."""
     items = {item.material_id: item for item in pickup.items.all()}
     unknown = sorted(set(weights) - set(items))
     if unknown:
         raise ValidationError(errors={"items": [f"Not in this pickup: {', '.join(unknown)}."]})
+    missing = sorted(set(items) - set(weights))
+    if missing:
+        raise ValidationError(
+            errors={"items": [f"Weigh every item when picking up; missing: {', '.join(missing)}."]}
+        )
     for code, kg in weights.items():
         items[code].actual_kg = kg
     PickupItem.objects.bulk_update([items[c] for c in weights], ["actual_kg"])
@@ -279,7 +432,7 @@ def pickup_reject(*, pickup_id: int, by: AbstractBaseUser, reason: str = "") -> 
         PickupRejection.objects.create(
             pickup=pickup, vendor=vendor, rejected_by=by, role=role, reason=reason
         )
-        vendor_release_capacity(vendor_id=vendor.id)
+        _release(vendor.id)
         who = vendor.name if role == PickupRejection.Role.VENDOR else "The customer"
         what = "declined" if role == PickupRejection.Role.VENDOR else f"released {vendor.name} from"
         _announce(
@@ -302,7 +455,7 @@ def pickup_cancel(*, pickup_id: int, by: AbstractBaseUser, reason: str = "") -> 
         held = Status(pickup.status) in CAPACITY_HELD
         _change(pickup, Event.CANCEL, actor=by, vendor=None)
         if held:
-            vendor_release_capacity(vendor_id=vendor_id)
+            _release(vendor_id)
         _announce(
             pickup,
             "pickup.cancelled",
@@ -373,17 +526,22 @@ def pickup_update_details(
 _UNCHANGED: Any = object()
 
 
-def _locked_visible(pickup_id: int, user: AbstractBaseUser) -> PickupRequest:
-    """The pickup, locked for this transaction, if the user may see it; else NotFound.
-
-    The customer, the members of the vendor that holds it and operators (staff) see it.
-    """
-    pickup = (
+def _locked(pickup_id: int) -> PickupRequest | None:
+    """The pickup (with its vendor), locked for this transaction, for the system's own work."""
+    return (
         PickupRequest.objects.select_for_update(of=("self",))
         .select_related("vendor")
         .filter(pk=pickup_id)
         .first()
     )
+
+
+def _locked_visible(pickup_id: int, user: AbstractBaseUser) -> PickupRequest:
+    """The pickup, locked for this transaction, if the user may see it; else NotFound.
+
+    The customer, the members of the vendor that holds it and operators (staff) see it.
+    """
+    pickup = _locked(pickup_id)
     if pickup is None or not (
         pickup.customer_id == user.pk or user.is_staff or _is_member(user, pickup)
     ):
@@ -417,10 +575,30 @@ def _change(
     if vendor is not _UNCHANGED:
         pickup.vendor = vendor
     from_status = pickup.status
+    now = timezone.now()
     pickup.status = target
-    pickup.status_changed_at = timezone.now()
+    pickup.status_changed_at = now
     pickup.version += 1
-    pickup.save(update_fields=["status", "vendor", "status_changed_at", "version", "updated_at"])
+    # The status's timer: an offer's deadline, or the first retry of an unassigned pickup.
+    pickup.offer_expires_at = (
+        now + timedelta(seconds=settings.OFFER_TIMEOUT_SECONDS)
+        if target == Status.OFFERED
+        else None
+    )
+    pickup.retry_count = 0
+    pickup.next_retry_at = now + retry_delay(0) if target == Status.UNASSIGNED else None
+    pickup.save(
+        update_fields=[
+            "status",
+            "vendor",
+            "status_changed_at",
+            "version",
+            "offer_expires_at",
+            "retry_count",
+            "next_retry_at",
+            "updated_at",
+        ]
+    )
     PickupTransition.objects.create(
         pickup=pickup,
         event=event,
@@ -465,6 +643,10 @@ def _announce(
         },
         event_key=f"pickup:{pickup.pk}:v{pickup.version}",
     )
+
+
+def _timestamp(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 def _items_text(pickup: PickupRequest) -> str:

@@ -1,24 +1,128 @@
+"""The pickups' Celery tasks: thin wrappers that take ids, call one service, and own retries.
+
+Every task is idempotent, because acks are late and a message may be delivered twice. The
+periodic sweeps are scheduled by django-celery-beat (see ``setup_periodic_tasks``); each handles
+at most ``LIFECYCLE_BATCH_SIZE`` pickups a run, one transaction per pickup.
+"""
+
+from datetime import date, timedelta
+
 from celery import shared_task
+from django.conf import settings
 from django.db import OperationalError
+from django.utils import timezone
 
-from pickups.services import pickup_assign_vendor
+from pickups import digest, receipts, selectors, services
+from pickups.models import LocationPoint
+from procurement_system.cleanup import delete_in_batches
+from vendors.models import Vendor
+
+RETRYING = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": True,
+    "retry_backoff_max": 30,
+    "max_retries": 8,
+    "soft_time_limit": 30,
+    "time_limit": 60,
+}
+SWEEP = {"soft_time_limit": 120, "time_limit": 180}
 
 
-@shared_task(
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_backoff_max=30,
-    max_retries=8,
-    soft_time_limit=30,
-    time_limit=60,
-)
+@shared_task(**RETRYING)
 def assign_vendor_task(pickup_id: int) -> str | None:
     """Offer pending pickup ``pickup_id`` to the nearest eligible vendor, or mark it unassigned.
 
     Runs on the ``assignments`` queue, which has workers of its own, so an assignment never
-    waits behind notification traffic. Idempotent: a
-    redelivered message finds the pickup no longer pending and changes nothing. Retries with
-    backoff when the database is briefly unavailable. Returns the pickup's status afterwards.
+    waits behind notification or maintenance traffic. Idempotent: a redelivered message finds
+    the pickup no longer pending and changes nothing. Retries with backoff when the database is
+    briefly unavailable. Returns the pickup's status afterwards.
     """
-    pickup = pickup_assign_vendor(pickup_id=pickup_id)
+    pickup = services.pickup_assign_vendor(pickup_id=pickup_id)
     return pickup.status if pickup is not None else None
+
+
+@shared_task(**SWEEP)
+def expire_offers_task() -> int:
+    """Periodic (every 5 s): withdraw offers not accepted within ``OFFER_TIMEOUT_SECONDS``.
+
+    Each is recorded as a ``timeout`` rejection, its vendor is told (``offer.expired``) and the
+    pickup is re-assigned to the next eligible vendor. An offer answered meanwhile is left
+    alone. Returns how many offers were withdrawn.
+    """
+    withdrawn = 0
+    due = selectors.offers_due(now=timezone.now(), limit=settings.LIFECYCLE_BATCH_SIZE)
+    for pickup_id, version in due:
+        pickup = services.pickup_expire_offer(pickup_id=pickup_id, version=version)
+        withdrawn += pickup is not None and pickup.version != version
+    return withdrawn
+
+
+@shared_task(**SWEEP)
+def retry_unassigned_task() -> int:
+    """Periodic (every 10 s): retry the unassigned pickups whose backoff has run out.
+
+    A pickup is offered if a vendor is eligible now; otherwise its next retry is scheduled twice
+    as far out (``UNASSIGNED_RETRY_BASE_SECONDS`` up to ``UNASSIGNED_RETRY_MAX_SECONDS``).
+    Returns how many were offered.
+    """
+    offered = 0
+    for pickup_id in selectors.retries_due(now=timezone.now(), limit=settings.LIFECYCLE_BATCH_SIZE):
+        pickup = services.pickup_retry_assignment(pickup_id=pickup_id)
+        offered += pickup is not None and pickup.status == "offered"
+    return offered
+
+
+@shared_task(**RETRYING)
+def retry_unassigned_for_vendor_task(vendor_id: int) -> int:
+    """Offer unassigned pickups at once when vendor ``vendor_id`` can take more: it came online,
+    raised its capacity or service area, or a job of its ended. Each pickup still goes to the
+    nearest eligible vendor. Returns how many were offered."""
+    vendor = Vendor.objects.filter(pk=vendor_id, is_active=True, is_online=True).first()
+    if vendor is None or vendor.open_jobs >= vendor.capacity:
+        return 0
+    offered = 0
+    free = vendor.capacity - vendor.open_jobs
+    for pickup_id in selectors.unassigned_for_vendor(vendor=vendor, limit=free):
+        pickup = services.pickup_retry_assignment(pickup_id=pickup_id, due_only=False)
+        offered += pickup is not None and pickup.status == "offered"
+    return offered
+
+
+@shared_task(**SWEEP)
+def expire_pickups_task() -> int:
+    """Periodic (every minute): expire pickups whose window ended before a vendor set off
+    (pending, offered, unassigned or accepted); the customer, and the vendor that held one, are
+    told (``pickup.expired``). Returns how many expired."""
+    expired = 0
+    for pickup_id in selectors.windows_ended(
+        now=timezone.now(), limit=settings.LIFECYCLE_BATCH_SIZE
+    ):
+        pickup = services.pickup_expire(pickup_id=pickup_id)
+        expired += pickup is not None and pickup.status == "expired"
+    return expired
+
+
+@shared_task(**RETRYING)
+def issue_receipt_task(pickup_id: int) -> str | None:
+    """Issue the receipt of completed pickup ``pickup_id`` and notify both parties
+    (``receipt.issued``). Queued when the pickup completes; idempotent. Returns its number."""
+    receipt, _ = receipts.receipt_issue(pickup_id=pickup_id)
+    return receipt.number if receipt is not None else None
+
+
+@shared_task(**SWEEP)
+def send_vendor_digests_task(day: str | None = None) -> dict:
+    """Periodic (daily, 06:00 UTC): each vendor member's digest of the previous day (``day``,
+    ``YYYY-MM-DD``, to send another), as a ``vendor.digest`` notification and by email when
+    email is configured. Idempotent per vendor and day."""
+    run = digest.vendor_digests_send(day=date.fromisoformat(day) if day else None)
+    return {"day": run.day.isoformat(), "notified": run.notified, "emailed": run.emailed}
+
+
+@shared_task(**SWEEP)
+def purge_location_points_task() -> int:
+    """Periodic (hourly): delete position reports older than ``LOCATION_RETENTION_HOURS``, in
+    batches of ``CLEANUP_BATCH_SIZE``. The last position stays on each pickup. Returns how many
+    were deleted."""
+    cutoff = timezone.now() - timedelta(hours=settings.LOCATION_RETENTION_HOURS)
+    return delete_in_batches(LocationPoint.objects.filter(recorded_at__lt=cutoff))

@@ -25,6 +25,7 @@ class Event(StrEnum):
     ASSIGN = "assign"  # the assignment task found a vendor and offered it the job
     NO_VENDOR = "no_vendor"  # the assignment task found no eligible vendor
     RETRY = "retry"  # an unassigned pickup goes back to be assigned again
+    OFFER_TIMEOUT = "offer_timeout"  # the offered vendor did not answer in time; re-assign
     ACCEPT = "accept"  # the offered vendor takes the job
     VENDOR_REJECT = "vendor_reject"  # the offered vendor declines; re-assign without it
     CUSTOMER_REJECT = "customer_reject"  # the customer refuses the accepted vendor; re-assign
@@ -32,6 +33,7 @@ class Event(StrEnum):
     PICK_UP = "pick_up"  # the goods are collected (actual weights recorded)
     COMPLETE = "complete"  # the job is done
     CANCEL = "cancel"  # the customer withdraws the request
+    EXPIRE = "expire"  # the requested window ended before the goods were picked up
 
 
 TRANSITIONS: dict[tuple[Status, Event], Status] = {
@@ -40,6 +42,7 @@ TRANSITIONS: dict[tuple[Status, Event], Status] = {
     (Status.UNASSIGNED, Event.RETRY): Status.PENDING,
     (Status.OFFERED, Event.ACCEPT): Status.ACCEPTED,
     (Status.OFFERED, Event.VENDOR_REJECT): Status.PENDING,
+    (Status.OFFERED, Event.OFFER_TIMEOUT): Status.PENDING,
     (Status.ACCEPTED, Event.CUSTOMER_REJECT): Status.PENDING,
     (Status.ACCEPTED, Event.START): Status.EN_ROUTE,
     (Status.EN_ROUTE, Event.PICK_UP): Status.PICKED_UP,
@@ -48,6 +51,10 @@ TRANSITIONS: dict[tuple[Status, Event], Status] = {
     (Status.OFFERED, Event.CANCEL): Status.CANCELLED,
     (Status.UNASSIGNED, Event.CANCEL): Status.CANCELLED,
     (Status.ACCEPTED, Event.CANCEL): Status.CANCELLED,
+    (Status.PENDING, Event.EXPIRE): Status.EXPIRED,
+    (Status.OFFERED, Event.EXPIRE): Status.EXPIRED,
+    (Status.UNASSIGNED, Event.EXPIRE): Status.EXPIRED,
+    (Status.ACCEPTED, Event.EXPIRE): Status.EXPIRED,
 }
 
 # Statuses in which a vendor holds the pickup (and one unit of its capacity, except completed).
@@ -57,6 +64,9 @@ VENDOR_HELD = frozenset(
 # Statuses that take one unit of the vendor's capacity.
 CAPACITY_HELD = VENDOR_HELD - {Status.COMPLETED}
 TERMINAL = frozenset({Status.COMPLETED, Status.CANCELLED, Status.EXPIRED})
+# Statuses a pickup leaves for ``expired`` once its window has ended: the goods were not collected
+# and no vendor is on its way. A vendor already en route may still finish the job.
+EXPIRABLE = frozenset(status for (status, event) in TRANSITIONS if event == Event.EXPIRE)
 # Until the vendor sets off the customer may still edit the request's details.
 EDITABLE = frozenset({Status.PENDING, Status.OFFERED, Status.UNASSIGNED, Status.ACCEPTED})
 # While no vendor holds the pickup, its location and items may change too.

@@ -49,6 +49,11 @@ class InvalidTransition(DomainError):
     default_message = "That change is not possible in the current status."
 
 
+class RateLimited(DomainError):
+    code = "rate_limited"
+    default_message = "Too many messages; slow down."
+
+
 ERROR_CODES: dict[str, str] = {
     "bad_request": "The frame itself is unusable: not JSON (NaN and Infinity included), not an "
     "object, binary, an unknown or missing action, or a request_id that is not a string.",
@@ -57,6 +62,8 @@ ERROR_CODES: dict[str, str] = {
     "not_found": "The object does not exist or is not yours to see.",
     "forbidden": "You can see the object but your role may not perform this action on it.",
     "invalid_transition": "The pickup's current status does not allow this action.",
+    "rate_limited": "WebSocket: the action was sent more often than it may be (a vendor's "
+    "``location`` more than about once a second per pickup); the frame was dropped.",
     "not_authenticated": "REST only: no credentials, or a wrong or revoked token (HTTP 401). "
     "On the WebSocket the handshake closes with 4401 instead.",
     "method_not_allowed": "REST only: the endpoint does not take this HTTP method (405).",

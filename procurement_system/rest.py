@@ -31,6 +31,7 @@ HTTP_STATUS = {
     "invalid_transition": status.HTTP_409_CONFLICT,
     "unsupported_media_type": status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     "throttled": status.HTTP_429_TOO_MANY_REQUESTS,
+    "rate_limited": status.HTTP_429_TOO_MANY_REQUESTS,
     "internal_error": status.HTTP_500_INTERNAL_SERVER_ERROR,
 }
 

@@ -145,7 +145,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
 
 # DJANGO REST FRAMEWORK
 # https://www.django-rest-framework.org/api-guide/settings/
@@ -258,16 +258,35 @@ CELERY_TASK_QUEUES = [
 CELERY_TASK_DEFAULT_QUEUE = QUEUE_MAINTENANCE
 CELERY_TASK_DEFAULT_EXCHANGE = _tasks_exchange.name
 CELERY_TASK_DEFAULT_ROUTING_KEY = QUEUE_MAINTENANCE
-CELERY_TASK_ROUTES = {
-    "pickups.tasks.assign_vendor_task": {
-        "queue": QUEUE_ASSIGNMENTS,
-        "routing_key": QUEUE_ASSIGNMENTS,
-    },
-    "notifications.tasks.send_notification_task": {
-        "queue": QUEUE_NOTIFICATIONS,
-        "routing_key": QUEUE_NOTIFICATIONS,
-    },
+# Everything that moves a pickup towards a vendor (or out of the queue of work) runs on
+# ``assignments``, which has workers of its own; delivery work on ``notifications``; the rest
+# (cleanup, digests) on ``maintenance``, so no backlog there can delay an offer.
+_QUEUE_OF_TASK = {
+    "pickups.tasks.assign_vendor_task": QUEUE_ASSIGNMENTS,
+    "pickups.tasks.expire_offers_task": QUEUE_ASSIGNMENTS,
+    "pickups.tasks.retry_unassigned_task": QUEUE_ASSIGNMENTS,
+    "pickups.tasks.retry_unassigned_for_vendor_task": QUEUE_ASSIGNMENTS,
+    "pickups.tasks.expire_pickups_task": QUEUE_ASSIGNMENTS,
+    "notifications.tasks.send_notification_task": QUEUE_NOTIFICATIONS,
+    "pickups.tasks.issue_receipt_task": QUEUE_NOTIFICATIONS,
+    "pickups.tasks.send_vendor_digests_task": QUEUE_MAINTENANCE,
+    "pickups.tasks.purge_location_points_task": QUEUE_MAINTENANCE,
+    "notifications.tasks.purge_read_notifications_task": QUEUE_MAINTENANCE,
+    "procurement_system.tasks.purge_task_results_task": QUEUE_MAINTENANCE,
 }
+CELERY_TASK_ROUTES = {
+    name: {"queue": queue, "routing_key": queue} for name, queue in _QUEUE_OF_TASK.items()
+}
+
+# EMAIL
+# https://docs.djangoproject.com/en/5.2/topics/email/
+# ------------------------------------------------------------------------------
+# Email is on when EMAIL_URL names a server (smtp://user:pass@host:587, or consolemail:// to
+# print them); without it the daily digests are notifications only.
+EMAIL_ENABLED = "EMAIL_URL" in env
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="dummymail://")
+vars().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, ... as django-environ documents
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Pickups <noreply@localhost>")
 
 # DOMAIN
 # ------------------------------------------------------------------------------
@@ -275,6 +294,38 @@ PICKUP_MAX_ITEMS = 20
 PICKUP_MAX_WINDOW_DAYS = 30
 PICKUP_LIST_LIMIT = 100
 NOTIFICATION_REPLAY_BATCH = 200
+# The currency of vendors' prices and of receipts (ISO 4217).
+PICKUP_CURRENCY = env("PICKUP_CURRENCY", default="EUR")
+
+# LIFECYCLE (the periodic tasks; their schedules are rows that ``setup_periodic_tasks`` creates
+# from these defaults and operators then change in the admin)
+# ------------------------------------------------------------------------------
+# How long a vendor has to accept an offer before it moves on to the next vendor.
+OFFER_TIMEOUT_SECONDS = env.int("OFFER_TIMEOUT_SECONDS", default=120)
+# Unassigned pickups are retried after BASE, 2*BASE, 4*BASE, ... seconds, at most MAX apart.
+UNASSIGNED_RETRY_BASE_SECONDS = env.int("UNASSIGNED_RETRY_BASE_SECONDS", default=30)
+UNASSIGNED_RETRY_MAX_SECONDS = env.int("UNASSIGNED_RETRY_MAX_SECONDS", default=900)
+# The most pickups one run of a sweep (offers, retries, expiry) changes; the rest wait for the
+# next run, so one run never holds a worker for long.
+LIFECYCLE_BATCH_SIZE = env.int("LIFECYCLE_BATCH_SIZE", default=500)
+# Default schedules of the periodic tasks.
+SCHEDULE_OFFER_SWEEP_SECONDS = env.int("SCHEDULE_OFFER_SWEEP_SECONDS", default=5)
+SCHEDULE_RETRY_SWEEP_SECONDS = env.int("SCHEDULE_RETRY_SWEEP_SECONDS", default=10)
+SCHEDULE_EXPIRY_SWEEP_SECONDS = env.int("SCHEDULE_EXPIRY_SWEEP_SECONDS", default=60)
+SCHEDULE_CLEANUP_MINUTES = env.int("SCHEDULE_CLEANUP_MINUTES", default=60)
+SCHEDULE_DIGEST_HOUR = env.int("SCHEDULE_DIGEST_HOUR", default=6)  # daily, UTC
+# Cleanup: what is old, and how much one statement deletes.
+NOTIFICATION_RETENTION_DAYS = env.int("NOTIFICATION_RETENTION_DAYS", default=30)  # read ones
+LOCATION_RETENTION_HOURS = env.int("LOCATION_RETENTION_HOURS", default=48)
+CLEANUP_BATCH_SIZE = env.int("CLEANUP_BATCH_SIZE", default=1000)
+CLEANUP_MAX_BATCHES = env.int("CLEANUP_MAX_BATCHES", default=100)
+
+# LIVE TRACKING
+# ------------------------------------------------------------------------------
+# A vendor's position on one pickup is taken at most once per this many seconds.
+LOCATION_MIN_INTERVAL_SECONDS = env.float("LOCATION_MIN_INTERVAL_SECONDS", default=1.0)
+# Pickups one socket may follow at once with ``subscribe``.
+TRACKING_MAX_SUBSCRIPTIONS = 20
 
 # LOGGING
 # ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.http import JsonResponse
 from django.urls import include, path
 from django.views.decorators.http import require_GET
@@ -6,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from pickups.api import PickupViewSet
+from pickups.views import receipt_page
 from procurement_system.task_status import TaskStatusView
 from procurement_system.tokens import TokenView
 from vendors.api import MeView
@@ -32,6 +34,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("health/", health, name="health"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("pickups/<int:pickup_id>/receipt/", receipt_page, name="pickup-receipt"),
 ]
 
 handler404 = "procurement_system.rest.api_not_found"

@@ -81,7 +81,9 @@ class MemberAddSerializer(StrictSerializer):
     username = serializers.CharField(max_length=150)
 
 
-class NearbyQuerySerializer(StrictQuerySerializer):
+class NearbySerializer(StrictSerializer):
+    """Where to look for vendors: the WebSocket's ``nearby`` action (JSON numbers)."""
+
     lat = serializers.FloatField(min_value=-90, max_value=90, help_text="Latitude of the point.")
     lon = serializers.FloatField(min_value=-180, max_value=180, help_text="Longitude of the point.")
     radius_km = serializers.FloatField(
@@ -97,6 +99,12 @@ class NearbyQuerySerializer(StrictQuerySerializer):
         if value <= 0:
             raise serializers.ValidationError("Ensure this value is greater than 0.")
         return value
+
+
+class NearbyQuerySerializer(NearbySerializer):
+    """The same, as the query string of ``GET /api/vendors/nearby/``."""
+
+    json_types = False
 
 
 class VendorChoiceQuerySerializer(StrictQuerySerializer):

@@ -10,6 +10,7 @@ from django.db.models import F
 
 from procurement_system.errors import Forbidden, NotFound, ValidationError
 from vendors.models import Material, Vendor, VendorMaterial
+from vendors.signals import vendor_can_take_more
 
 # Bounds of what a vendor may set; the REST serializers use the same numbers.
 CAPACITY_MAX = 1000
@@ -74,6 +75,8 @@ def vendor_update_settings(*, vendor_id: int, by: AbstractBaseUser, **changes: A
             vendor.save(update_fields=list(changes))
         if materials is not None:
             _replace_price_list(vendor, materials)
+        if vendor.is_online and (changes or materials is not None):
+            vendor_can_take_more.send(sender=Vendor, vendor_id=vendor.pk)
         return vendor
 
 

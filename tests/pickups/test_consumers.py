@@ -86,7 +86,10 @@ async def test_create_replies_with_the_pickup_and_the_vendor_gets_it(world):
     assert reply["request_id"] == "r-1"
     assert reply["created"] is True
     pickup = reply["pickup"]
-    assert pickup["items"] == [{"material": "paper", "estimated_kg": "40.00", "actual_kg": None}]
+    # The reply is made after commit, when the assignment (eager in tests) has quoted a price.
+    assert pickup["items"] == [
+        {"material": "paper", "estimated_kg": "40.00", "actual_kg": None, "price_per_kg": "0.10"}
+    ]
 
     vendor = await connect("/ws/pickups/", world["near_key"])
     seen = await ask(vendor, {"action": "get", "pickup_id": pickup["id"]})
