@@ -24,12 +24,13 @@ prepare: install
 	$(BIN)/python manage.py check_services
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py createcachetable
+	$(BIN)/python manage.py setup_periodic_tasks
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py seed_demo
 
 run: prepare
 	@echo
-	@echo "Starting web, workers (assignments, notifications+maintenance), beat and Flower:"
+	@echo "Starting web, a worker per queue (assignments, notifications, maintenance), beat and Flower:"
 	@echo "  Web and admin        http://127.0.0.1:$(WEB_PORT)/admin/   (admin / demo-pass-123)"
 	@echo "  API token            POST http://127.0.0.1:$(WEB_PORT)/api/auth/token/"
 	@echo "  Pickups WebSocket    ws://127.0.0.1:$(WEB_PORT)/ws/pickups/"

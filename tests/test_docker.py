@@ -68,7 +68,9 @@ def test_the_image_runs_the_procfile_web_command():
     assert cmd == procfile()["web"]
 
 
-@pytest.mark.parametrize("service", ["assignments", "notifications", "beat", "flower"])
+@pytest.mark.parametrize(
+    "service", ["assignments", "notifications", "maintenance", "beat", "flower"]
+)
 def test_compose_runs_the_procfile_commands(service):
     command = [expand(arg, CONTAINER_ENV) for arg in compose()["services"][service]["command"]]
     assert command == procfile()[service]
