@@ -1,6 +1,13 @@
 from django.contrib import admin
 
-from pickups.models import PickupItem, PickupRejection, PickupRequest, PickupTransition
+from pickups.models import (
+    PickupItem,
+    PickupRejection,
+    PickupRequest,
+    PickupTransition,
+    Receipt,
+    ReceiptLine,
+)
 
 
 class ViewOnly:
@@ -31,7 +38,19 @@ class PickupTransitionInline(ViewOnly, admin.TabularInline):
 
 @admin.register(PickupRequest)
 class PickupRequestAdmin(ViewOnly, admin.ModelAdmin):
-    list_display = ["id", "customer", "status", "vendor", "window_start", "created_at"]
+    list_display = ["id", "customer", "status", "vendor", "window_end", "created_at"]
     list_filter = ["status", "vendor"]
     search_fields = ["id", "customer__username", "address"]
     inlines = [PickupItemInline, PickupRejectionInline, PickupTransitionInline]
+
+
+class ReceiptLineInline(ViewOnly, admin.TabularInline):
+    model = ReceiptLine
+
+
+@admin.register(Receipt)
+class ReceiptAdmin(ViewOnly, admin.ModelAdmin):
+    list_display = ["number", "pickup", "vendor_name", "total", "currency", "issued_at"]
+    list_filter = ["vendor"]
+    search_fields = ["pickup__id", "vendor_name"]
+    inlines = [ReceiptLineInline]

@@ -274,6 +274,7 @@ def pickup_expire_offer(*, pickup_id: int, version: int) -> PickupRequest | None
             pickup is None
             or pickup.status != Status.OFFERED
             or pickup.version != version
+            or pickup.offer_expires_at is None
             or pickup.offer_expires_at > timezone.now()
         ):
             return pickup
