@@ -43,8 +43,9 @@ def send_notification_task(user_id: int, message: dict) -> int:
 
 @shared_task(soft_time_limit=120, time_limit=180)
 def purge_read_notifications_task() -> int:
-    """Periodic (hourly): delete notifications read more than ``NOTIFICATION_RETENTION_DAYS``
-    ago, in batches. Unread ones stay; numbering goes on from where it was, so replay cursors
-    held by clients remain valid. Returns how many were deleted."""
+    """Periodic (by default hourly): delete notifications read more than
+    ``NOTIFICATION_RETENTION_DAYS`` ago, in batches. Unread ones stay; numbering goes on from where
+    it was, so replay cursors held by clients remain valid. Returns how many were deleted.
+    """
     cutoff = timezone.now() - timedelta(days=settings.NOTIFICATION_RETENTION_DAYS)
     return delete_in_batches(Notification.objects.filter(read_at__lt=cutoff))

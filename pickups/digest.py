@@ -73,8 +73,9 @@ def vendor_digests_send(*, day: date | None = None) -> DigestRun:
     for vendor_id, user_ids in sorted(members.items()):
         stats = {"offers": 0, "accepted": 0, "completed": 0, **counts.get(vendor_id, {})}
         total = earnings.get(vendor_id) or Decimal("0.00")
+        offers = "1 offer" if stats["offers"] == 1 else f"{stats['offers']} offers"
         text = (
-            f"{names[vendor_id]} on {day.isoformat()}: {stats['offers']} offers, "
+            f"{names[vendor_id]} on {day.isoformat()}: {offers}, "
             f"{stats['accepted']} accepted, {stats['completed']} completed, "
             f"earnings {total:.2f} {settings.PICKUP_CURRENCY}."
         )

@@ -347,8 +347,13 @@ def _enqueue_assignment(pickup: PickupRequest) -> None:
 
 
 def pickup_accept(*, pickup_id: int, by: AbstractBaseUser) -> PickupRequest:
+    """A member of the offered vendor takes the job, if its offer has not run out: a late accept
+    is refused even before the sweep has withdrawn the offer."""
     with transaction.atomic():
         pickup = _locked_for_vendor(pickup_id, by)
+        deadline = pickup.offer_expires_at
+        if pickup.status == Status.OFFERED and deadline and deadline <= timezone.now():
+            raise InvalidTransition("The offer expired; it is going to another vendor.")
         _change(pickup, Event.ACCEPT, actor=by)
         _announce(pickup, "pickup.accepted", f"{pickup.vendor.name} accepted pickup #{pickup.pk}.")
         return pickup

@@ -43,11 +43,12 @@ def assign_vendor_task(pickup_id: int) -> str | None:
 
 @shared_task(**SWEEP)
 def expire_offers_task() -> int:
-    """Periodic (every 5 s): withdraw offers not accepted within ``OFFER_TIMEOUT_SECONDS``.
+    """Periodic (by default every 5 s): withdraw offers not accepted within
+    ``OFFER_TIMEOUT_SECONDS``.
 
-    Each is recorded as a ``timeout`` rejection, its vendor is told (``offer.expired``) and the
-    pickup is re-assigned to the next eligible vendor. An offer answered meanwhile is left
-    alone. Returns how many offers were withdrawn.
+    Each is recorded as a ``timeout`` rejection, its vendor's members and the customer are told
+    (``offer.expired``) and the pickup is re-assigned to the next eligible vendor. An offer answered
+    meanwhile is left alone. Returns how many offers were withdrawn.
     """
     withdrawn = 0
     due = selectors.offers_due(now=timezone.now(), limit=settings.LIFECYCLE_BATCH_SIZE)
@@ -59,11 +60,11 @@ def expire_offers_task() -> int:
 
 @shared_task(**SWEEP)
 def retry_unassigned_task() -> int:
-    """Periodic (every 10 s): retry the unassigned pickups whose backoff has run out.
+    """Periodic (by default every 10 s): retry the unassigned pickups whose backoff has run out.
 
-    A pickup is offered if a vendor is eligible now; otherwise its next retry is scheduled twice
-    as far out (``UNASSIGNED_RETRY_BASE_SECONDS`` up to ``UNASSIGNED_RETRY_MAX_SECONDS``).
-    Returns how many were offered.
+    A pickup is offered if a vendor is eligible now; otherwise its next retry is scheduled twice as
+    far out (``UNASSIGNED_RETRY_BASE_SECONDS`` up to ``UNASSIGNED_RETRY_MAX_SECONDS``). Returns how
+    many were offered.
     """
     offered = 0
     for pickup_id in selectors.retries_due(now=timezone.now(), limit=settings.LIFECYCLE_BATCH_SIZE):
@@ -90,9 +91,10 @@ def retry_unassigned_for_vendor_task(vendor_id: int) -> int:
 
 @shared_task(**SWEEP)
 def expire_pickups_task() -> int:
-    """Periodic (every minute): expire pickups whose window ended before a vendor set off
-    (pending, offered, unassigned or accepted); the customer, and the vendor that held one, are
-    told (``pickup.expired``). Returns how many expired."""
+    """Periodic (by default every minute): expire pickups whose window ended before a vendor set off
+    (pending, offered, unassigned or accepted); the customer, and the vendor that held one, are told
+    (``pickup.expired``). Returns how many expired.
+    """
     expired = 0
     for pickup_id in selectors.windows_ended(
         now=timezone.now(), limit=settings.LIFECYCLE_BATCH_SIZE
@@ -112,17 +114,19 @@ def issue_receipt_task(pickup_id: int) -> str | None:
 
 @shared_task(**SWEEP)
 def send_vendor_digests_task(day: str | None = None) -> dict:
-    """Periodic (daily, 06:00 UTC): each vendor member's digest of the previous day (``day``,
-    ``YYYY-MM-DD``, to send another), as a ``vendor.digest`` notification and by email when
-    email is configured. Idempotent per vendor and day."""
+    """Periodic (by default daily, 06:00 UTC): each vendor member's digest of the previous day
+    (``day``, ``YYYY-MM-DD``, to send another), as a ``vendor.digest`` notification and by email
+    when email is configured. Idempotent per vendor and day.
+    """
     run = digest.vendor_digests_send(day=date.fromisoformat(day) if day else None)
     return {"day": run.day.isoformat(), "notified": run.notified, "emailed": run.emailed}
 
 
 @shared_task(**SWEEP)
 def purge_location_points_task() -> int:
-    """Periodic (hourly): delete position reports older than ``LOCATION_RETENTION_HOURS``, in
-    batches of ``CLEANUP_BATCH_SIZE``. The last position stays on each pickup. Returns how many
-    were deleted."""
+    """Periodic (by default hourly): delete position reports older than
+    ``LOCATION_RETENTION_HOURS``, in batches of ``CLEANUP_BATCH_SIZE``. The last position stays on
+    each pickup. Returns how many were deleted.
+    """
     cutoff = timezone.now() - timedelta(hours=settings.LOCATION_RETENTION_HOURS)
     return delete_in_batches(LocationPoint.objects.filter(recorded_at__lt=cutoff))

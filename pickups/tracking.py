@@ -61,7 +61,7 @@ def pickup_record_location(
         raise InvalidTransition(f"Positions are taken while en route, not {pickup.status}.")
     interval = settings.LOCATION_MIN_INTERVAL_SECONDS
     if not cache.add(f"pickup-location:{pickup_id}", 1, timeout=interval):
-        raise RateLimited(f"At most one position every {interval:g} s per pickup.")
+        raise RateLimited(f"At most one position every {interval} s per pickup.")
     now = timezone.now()
     LocationPoint.objects.create(
         pickup_id=pickup_id,

@@ -322,8 +322,9 @@ CLEANUP_MAX_BATCHES = env.int("CLEANUP_MAX_BATCHES", default=100)
 
 # LIVE TRACKING
 # ------------------------------------------------------------------------------
-# A vendor's position on one pickup is taken at most once per this many seconds.
-LOCATION_MIN_INTERVAL_SECONDS = env.float("LOCATION_MIN_INTERVAL_SECONDS", default=1.0)
+# A vendor's position on one pickup is taken at most once per this many seconds (whole seconds:
+# the shared cache's expiry has one-second resolution).
+LOCATION_MIN_INTERVAL_SECONDS = env.int("LOCATION_MIN_INTERVAL_SECONDS", default=1)
 # Pickups one socket may follow at once with ``subscribe``.
 TRACKING_MAX_SUBSCRIPTIONS = 20
 

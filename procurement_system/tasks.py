@@ -8,7 +8,8 @@ from procurement_system.cleanup import delete_expired_cache_entries
 
 @shared_task(soft_time_limit=120, time_limit=180)
 def purge_task_results_task() -> int:
-    """Periodic (hourly): delete task results older than ``CELERY_RESULT_EXPIRES`` from the
-    results cache table, in batches. Returns how many were deleted."""
+    """Periodic (by default hourly): delete task results older than ``CELERY_RESULT_EXPIRES`` from
+    the results cache table, in batches. Returns how many were deleted.
+    """
     table = settings.CACHES[settings.CELERY_RESULTS_CACHE_ALIAS]["LOCATION"]
     return delete_expired_cache_entries(table)

@@ -160,6 +160,8 @@ def vendor_create(
             is_online=is_online,
         )
         _replace_price_list(vendor, materials)
+        if is_active and is_online:
+            vendor_can_take_more.send(sender=Vendor, vendor_id=vendor.pk)
         return vendor
 
 

@@ -2,6 +2,7 @@
 moved by time-machine instead of waited for."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 import time_machine
@@ -12,9 +13,9 @@ from pickups import services, tasks
 from pickups.models import PickupRejection, PickupRequest
 from pickups.services import retry_delay
 from procurement_system.errors import NotFound
-from tests.factories import HOME, VendorFactory, create_pickup, member_of
+from tests.factories import HOME, UserFactory, VendorFactory, create_pickup, member_of
 from vendors.models import Vendor
-from vendors.services import vendor_update_settings
+from vendors.services import PriceInput, vendor_create, vendor_update_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -110,9 +111,13 @@ def test_a_timeout_that_fires_after_the_vendor_accepted_changes_nothing(
     offered, near, run_on_commit, settings
 ):
     with later(settings.OFFER_TIMEOUT_SECONDS + 1):
-        # The sweep saw the offer due; the vendor's accept commits before the sweep acts on it.
+        # The sweep saw the offer due ...
         [(pickup_id, version)] = tasks.selectors.offers_due(now=timezone.now(), limit=10)
+    with later(settings.OFFER_TIMEOUT_SECONDS - 1):
+        # ... but the accept, made in time by the web process's clock, commits first ...
         run_on_commit(services.pickup_accept, pickup_id=pickup_id, by=member_of(near))
+    with later(settings.OFFER_TIMEOUT_SECONDS + 1):
+        # ... so when the sweep acts on what it saw, nothing changes.
         run_on_commit(services.pickup_expire_offer, pickup_id=pickup_id, version=version)
     pickup = refreshed(offered)
     assert pickup.status == "accepted" and pickup.vendor == near
@@ -401,3 +406,31 @@ def test_sweeps_handle_at_most_a_batch_per_run(customer, near, run_on_commit, se
     with time_machine.travel(refreshed(pickups[0]).window_end + timedelta(seconds=1), tick=False):
         assert run_on_commit(tasks.expire_pickups_task) == 2
         assert run_on_commit(tasks.expire_pickups_task) == 1
+
+
+def test_an_accept_after_the_deadline_is_refused_even_before_the_sweep(
+    offered, near, run_on_commit, settings
+):
+    with later(settings.OFFER_TIMEOUT_SECONDS):
+        with pytest.raises(services.InvalidTransition, match="expired"):
+            services.pickup_accept(pickup_id=offered.pk, by=member_of(near))
+    assert refreshed(offered).status == "offered"  # the sweep withdraws it
+    with later(settings.OFFER_TIMEOUT_SECONDS - 1):
+        run_on_commit(services.pickup_accept, pickup_id=offered.pk, by=member_of(near))
+    assert refreshed(offered).status == "accepted"
+
+
+def test_a_new_vendor_takes_waiting_pickups_at_once(unassigned, run_on_commit):
+    operator = UserFactory(is_staff=True)
+    created = run_on_commit(
+        vendor_create,
+        by=operator,
+        name="Newcomer",
+        latitude=HOME[0] + 0.01,
+        longitude=HOME[1],
+        service_radius_km=10,
+        materials=[PriceInput("paper", Decimal("0.20"))],
+    )
+    pickup = refreshed(unassigned)
+    assert pickup.status == "offered" and pickup.vendor == created
+    assert [str(i.price_per_kg) for i in pickup.items.all()] == ["0.20"]
