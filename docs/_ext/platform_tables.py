@@ -1,12 +1,17 @@
 """Tables drawn from the code, so the documentation cannot drift from it.
 
 Each directive reads one of the project's own tables (the transition table, the error codes and
-their HTTP statuses, the notification kinds, the statuses) and renders it. The prose the code
-does not hold (who fires an event, what a status means, which extra fields a notification
-carries, when the REST API answers an error code) lives below, keyed by the code's own names; a
-name the code has and this file lacks, or the other way round, is a build warning, and the
-documentation build treats warnings as errors.
+their HTTP statuses, the notification kinds, the statuses, the Celery routes and the periodic
+tasks, the lifecycle settings) and renders it. The prose the code does not hold (who fires an
+event, what a status means, which extra fields a notification carries, when the REST API answers
+an error code, what a setting is for) lives below, keyed by the code's own names; a name the code
+has and this file lacks, or the other way round, is a build warning, and the documentation build
+treats warnings as errors.
 """
+
+import ast
+import re
+from pathlib import Path
 
 from docutils import nodes
 from docutils.statemachine import StringList
@@ -17,34 +22,49 @@ logger = logging.getLogger(__name__)
 
 # Who fires each event of the pickup state machine.
 EVENT_TRIGGERS = {
-    "assign": "The assignment task (``assign_vendor_task``): it reserved capacity at the "
-    "nearest eligible vendor.",
-    "no_vendor": "The assignment task: no vendor is eligible.",
+    "assign": "The assignment task (``assign_vendor_task``), or a retry of an unassigned pickup "
+    "right after ``retry``: it reserved capacity at the nearest eligible vendor, quoted that "
+    "vendor's prices onto the items and started the offer's timer (``offer_expires_at``).",
+    "no_vendor": "The assignment task: no vendor is eligible. Retries follow with backoff (see "
+    ":ref:`lifecycle-retries`).",
     "retry": "The customer: ``update`` changing ``latitude``, ``longitude`` or ``items`` of an "
-    "unassigned pickup; the assignment is queued again (see :ref:`unassigned-pickups`).",
+    "unassigned pickup; the assignment is queued again (see :ref:`unassigned-pickups`). Or a "
+    "retry that found an eligible vendor (``retry_unassigned_task`` when the backoff ran out, "
+    "``retry_unassigned_for_vendor_task`` when a vendor can take more), followed by ``assign`` "
+    "in the same transaction.",
+    "offer_timeout": "The offer sweep (``expire_offers_task``): nobody accepted within "
+    "``OFFER_TIMEOUT_SECONDS``. The vendor is recorded as a ``timeout`` rejection, its capacity "
+    "is released and the assignment is queued again (see :ref:`lifecycle-offer-timer`).",
     "accept": "A member of the offered vendor: ``accept``.",
     "vendor_reject": "A member of the offered vendor: ``reject``.",
     "customer_reject": "The customer: ``reject`` after the vendor accepted.",
     "start": 'A member of the vendor: ``update`` with ``"status": "en_route"``.',
-    "pick_up": 'A member of the vendor: ``update`` with ``"status": "picked_up"`` '
-    "(optionally with actual weights).",
-    "complete": 'A member of the vendor: ``update`` with ``"status": "completed"``.',
+    "pick_up": 'A member of the vendor: ``update`` with ``"status": "picked_up"`` and the '
+    "actual weight of every item.",
+    "complete": 'A member of the vendor: ``update`` with ``"status": "completed"``; the receipt '
+    "is issued next.",
     "cancel": "The customer: ``cancel``.",
+    "expire": "The expiry sweep (``expire_pickups_task``), or an assignment or retry that finds "
+    "the window over: ``window_end`` has passed and no vendor set off (see "
+    ":ref:`lifecycle-expiry`).",
 }
 
 # What each status means.
 STATUS_MEANINGS = {
-    "pending": "Created (or handed back by a rejection or a retry) and waiting for the "
-    "assignment task.",
+    "pending": "Created (or handed back by a rejection, an offer timeout or a retry) and waiting "
+    "for the assignment task.",
     "offered": "Offered to one vendor, which holds one unit of its capacity for it and must "
-    "accept or reject.",
-    "unassigned": "The assignment task found no eligible vendor.",
+    "accept or reject before ``offer_expires_at``.",
+    "unassigned": "The assignment task found no eligible vendor; retried with growing pauses, "
+    "and at once when a vendor can take more.",
     "accepted": "The vendor took the job; its members now see the customer's contact details.",
-    "en_route": "The vendor is on the way.",
-    "picked_up": "The goods were collected; actual weights may have been recorded.",
-    "completed": "The job is done and the vendor's capacity unit is released. Terminal.",
+    "en_route": "The vendor is on the way and may report its position (live tracking).",
+    "picked_up": "The goods were collected and every item's actual weight recorded.",
+    "completed": "The job is done, the vendor's capacity unit is released and the receipt is "
+    "issued. Terminal.",
     "cancelled": "The customer withdrew the request. Terminal.",
-    "expired": "Reserved and terminal; no transition in the current table leads to it.",
+    "expired": "The window ended before a vendor set off to collect the goods; a vendor that "
+    "held the pickup got its capacity unit back. Terminal.",
 }
 
 # The keys a notification's ``data`` carries besides ``pickup_id``, ``status`` and ``version``.
@@ -52,7 +72,7 @@ KIND_EXTRA_DATA = {
     "pickup.created": "",
     "pickup.updated": "``fields``: the names of the fields that changed, sorted.",
     "pickup.offered": "``distance_km``: distance from the vendor's base to the pickup, "
-    "rounded to 0.01 km.",
+    "rounded to 0.01 km; ``offer_expires_at``: when the offer is withdrawn unless accepted.",
     "pickup.unassigned": "",
     "pickup.accepted": "",
     "pickup.rejected": "``rejected_by`` (``vendor`` or ``customer``), ``reason``, "
@@ -61,6 +81,13 @@ KIND_EXTRA_DATA = {
     "pickup.en_route": "",
     "pickup.picked_up": "",
     "pickup.completed": "",
+    "pickup.expired": "",
+    "offer.expired": "``vendor_id``: the vendor whose offer was withdrawn.",
+    "receipt.issued": "``receipt`` (its number, e.g. ``R-000001``), ``total`` (a string with "
+    "two decimals) and ``currency``; no ``status`` or ``version``.",
+    "vendor.digest": "Not about one pickup: only ``vendor_id``, ``day`` (``YYYY-MM-DD``), "
+    "``offers``, ``accepted``, ``completed``, ``earnings`` (a string with two decimals) and "
+    "``currency``; no ``pickup_id``, ``status`` or ``version``.",
 }
 
 # When the REST API answers each error code (the HTTP status comes from ``HTTP_STATUS``).
@@ -91,6 +118,10 @@ REST_ERROR_USES = {
     "``application/json`` (form data, for instance, also at ``POST /api/auth/token/``).",
     "throttled": "Too many requests; ``retry_after`` in the body and the ``Retry-After`` header "
     "give the seconds to wait.",
+    "rate_limited": "Never, in practice: it is the WebSocket's answer to a vendor's "
+    "``location`` sent more often than once a second per pickup, and no REST endpoint reports "
+    "positions. It has an HTTP status only because every domain error does; the REST API's own "
+    "rate limit is ``throttled``.",
     "internal_error": "An unexpected server error, logged on the server; the message is always "
     "``Something went wrong on the server; it has been logged.``",
 }
@@ -103,7 +134,50 @@ STATUS_SETS = {
     "TERMINAL": "Nothing can happen any more.",
     "EDITABLE": "The customer may still edit address, notes, contact phone and window.",
     "RELOCATABLE": "The customer may also change location (latitude, longitude) and items.",
+    "EXPIRABLE": "Once ``window_end`` has passed, the pickup becomes ``expired`` (the sources of "
+    "the ``expire`` event). ``en_route`` is not among them: a vendor on its way may still finish "
+    "the job.",
 }
+
+
+# What each setting of the lifecycle is for. The environment variable and the default are read
+# from ``procurement_system/settings.py`` itself; every setting of its blocks named in
+# ``SETTINGS_BLOCKS`` must be described here, and the others named here must exist there.
+SETTINGS_BLOCKS = ("LIFECYCLE", "LIVE TRACKING")
+SETTING_MEANINGS = {
+    "OFFER_TIMEOUT_SECONDS": "How long a vendor has to accept an offer before it is withdrawn "
+    "and the pickup offered to the next vendor.",
+    "UNASSIGNED_RETRY_BASE_SECONDS": "The pause before the first retry of an unassigned pickup; "
+    "it doubles after every retry that finds no vendor.",
+    "UNASSIGNED_RETRY_MAX_SECONDS": "The longest pause between two retries.",
+    "LIFECYCLE_BATCH_SIZE": "The most pickups one run of a sweep (offers, retries, expiry) "
+    "handles; the rest wait for the next run.",
+    "SCHEDULE_OFFER_SWEEP_SECONDS": "Default interval of ``expire_offers_task``.",
+    "SCHEDULE_RETRY_SWEEP_SECONDS": "Default interval of ``retry_unassigned_task``.",
+    "SCHEDULE_EXPIRY_SWEEP_SECONDS": "Default interval of ``expire_pickups_task``.",
+    "SCHEDULE_CLEANUP_MINUTES": "Default interval, in minutes, of the three cleanup tasks.",
+    "SCHEDULE_DIGEST_HOUR": "The hour (UTC) at which the daily digest goes out, on the hour.",
+    "NOTIFICATION_RETENTION_DAYS": "Read notifications older than this (by ``read_at``) are "
+    "deleted; unread ones are kept.",
+    "LOCATION_RETENTION_HOURS": "Reported positions older than this are deleted (the last one "
+    "stays on the pickup as ``vendor_position``).",
+    "CLEANUP_BATCH_SIZE": "Rows one cleanup statement deletes, each batch in its own transaction.",
+    "CLEANUP_MAX_BATCHES": "Batches one run of a cleanup task deletes at most; the next run goes "
+    "on.",
+    "LOCATION_MIN_INTERVAL_SECONDS": "A vendor's position on one pickup is taken at most once "
+    "per this many seconds; more often answers ``rate_limited``.",
+    "TRACKING_MAX_SUBSCRIPTIONS": "Pickups one socket may follow at once with ``subscribe``.",
+    "PICKUP_CURRENCY": "The currency (ISO 4217) of vendors' prices and of receipts.",
+    "EMAIL_ENABLED": "Email is on when ``EMAIL_URL`` names a server (``smtp://user:pass@host:587``,"
+    " or ``consolemail://`` to print the messages); the daily digest is then also emailed. "
+    "Without it the digest is a notification only.",
+    "DEFAULT_FROM_EMAIL": "The sender of the digest emails.",
+    "CELERY_RESULT_EXPIRES": "Seconds a task result is kept; ``purge_task_results_task`` "
+    "deletes older ones.",
+}
+
+SETTINGS_FILE = Path(__file__).resolve().parents[2] / "procurement_system" / "settings.py"
+PROCFILE = Path(__file__).resolve().parents[2] / "Procfile"
 
 
 def _check(kind: str, code_names, doc_names) -> None:
@@ -191,6 +265,15 @@ class StatusSetTable(_TableDirective):
         from pickups.transitions import Status
 
         self.depends_on(transitions)
+        _check(
+            "status set",
+            [
+                name
+                for name, value in vars(transitions).items()
+                if name.isupper() and isinstance(value, frozenset)
+            ],
+            STATUS_SETS,
+        )
         order = list(Status)
         return [
             [
@@ -274,6 +357,207 @@ class NotificationKindTable(_TableDirective):
         ]
 
 
+def _task_ref(name: str) -> str:
+    return f":py:task:`~{name}`"
+
+
+class CeleryQueueTable(_TableDirective):
+    """The queues, the tasks ``CELERY_TASK_ROUTES`` sends to each, and the ``Procfile`` worker
+    that consumes it."""
+
+    header = ["Queue", "Tasks routed to it", "Worker (``Procfile``)"]
+    widths = [18, 54, 28]
+
+    def rows(self):
+        from django.conf import settings
+
+        from procurement_system import settings as settings_module
+        from procurement_system.celery import app
+
+        self.depends_on(settings_module)
+        self.env.note_dependency(str(PROCFILE))
+        app.loader.import_default_modules()
+        prefix = settings.CELERY_QUEUE_PREFIX
+        routes = {task: route["queue"] for task, route in settings.CELERY_TASK_ROUTES.items()}
+        ours = sorted(name for name in app.tasks if not name.startswith("celery."))
+        workers = _procfile_workers()
+        rows = []
+        for queue in (q.name for q in settings.CELERY_TASK_QUEUES):
+            tasks = [_task_ref(t) for t in routes if routes[t] == queue and t in ours]
+            if queue == settings.CELERY_TASK_DEFAULT_QUEUE:
+                tasks += [_task_ref(t) for t in ours if t not in routes]
+                tasks.append("and, as the default queue, any task without a route")
+            name = queue.removeprefix(prefix)
+            served = [f"``{p}``, concurrency {n}" for p, (qs, n) in workers.items() if name in qs]
+            rows.append([f"``{name}``", ", ".join(tasks), "; ".join(served) or "No worker."])
+        return rows
+
+
+def _procfile_workers() -> dict[str, tuple[set[str], str]]:
+    """Each Celery worker of the Procfile: the queues it consumes (without the prefix) and its
+    concurrency."""
+    workers = {}
+    for line in PROCFILE.read_text().splitlines():
+        match = re.match(r"^([\w-]+):.*\bworker\b.*--queues\s+(\S+)", line)
+        if match:
+            queues = {q.replace("${CELERY_QUEUE_PREFIX}", "") for q in match[2].split(",")}
+            concurrency = re.search(r"--concurrency\s+(\d+)", line)
+            workers[match[1]] = (queues, concurrency[1] if concurrency else "default")
+    return workers
+
+
+class PeriodicTaskTable(_TableDirective):
+    """The periodic tasks ``setup_periodic_tasks`` writes for beat, with their default schedules,
+    the settings those come from and the queue each task runs on."""
+
+    header = ["Periodic task (in the admin)", "Task", "Default schedule", "Set by", "Queue"]
+    widths = [24, 26, 18, 20, 12]
+
+    def rows(self):
+        from django.conf import settings
+
+        from procurement_system import schedule
+        from procurement_system import settings as settings_module
+
+        self.depends_on(schedule, settings_module)
+        knobs = _schedule_settings(Path(schedule.__file__))
+        prefix = settings.CELERY_QUEUE_PREFIX
+        rows = []
+        for task in schedule.periodic_tasks():
+            route = settings.CELERY_TASK_ROUTES.get(task.task, {})
+            queue = route.get("queue", settings.CELERY_TASK_DEFAULT_QUEUE).removeprefix(prefix)
+            rows.append(
+                [
+                    task.name,
+                    _task_ref(task.task),
+                    _every(task.every_seconds) if task.every_seconds else _at(task.crontab),
+                    ", ".join(f"``{k}``" for k in knobs.get(task.task, [])),
+                    f"``{queue}``",
+                ]
+            )
+        return rows
+
+
+def _schedule_settings(path: Path) -> dict[str, list[str]]:
+    """The settings each ``PeriodicTask(...)`` in ``schedule.py`` reads, by task name."""
+    found: dict[str, list[str]] = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "PeriodicTask":
+            task = node.args[1].value
+            found[task] = [
+                n.attr
+                for n in ast.walk(node)
+                if isinstance(n, ast.Attribute) and getattr(n.value, "id", None) == "settings"
+            ]
+    return found
+
+
+def _every(seconds: int) -> str:
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            n = seconds // size
+            return f"every {unit}" if n == 1 else f"every {n} {unit}s"
+    return f"every {seconds} s"
+
+
+def _at(crontab: dict[str, str] | None) -> str:
+    fields = crontab or {}
+    if set(fields) == {"minute", "hour"} and all(v.isdigit() for v in fields.values()):
+        return f"daily at {int(fields['hour']):02d}:{int(fields['minute']):02d} UTC"
+    return "crontab " + " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+class SettingsTable(_TableDirective):
+    """The lifecycle's settings, with the environment variable and default each is read with in
+    ``procurement_system/settings.py``."""
+
+    header = ["Environment variable", "Default", "Meaning"]
+    widths = [34, 16, 50]
+
+    def rows(self):
+        self.env.note_dependency(str(SETTINGS_FILE))
+        found = _settings_in_source()
+        in_blocks = {name for name, (block, _, _) in found.items() if block in SETTINGS_BLOCKS}
+        _check(
+            "setting",
+            in_blocks,
+            [name for name in SETTING_MEANINGS if name in in_blocks or name not in found],
+        )
+        rows = []
+        for name, meaning in SETTING_MEANINGS.items():
+            if name not in found:
+                continue
+            _, variable, default = found[name]
+            if variable is None:
+                first = f"None: ``{name}`` is fixed in the settings."
+            elif variable != name:
+                first = f"``{variable}`` (the setting ``{name}``)"
+            else:
+                first = f"``{name}``"
+            rows.append([first, default, meaning])
+        return rows
+
+
+_UNSET = object()
+
+
+def _settings_in_source() -> dict[str, tuple[str, str | None, str]]:
+    """Each top-level setting in settings.py: its block (the ``# NAME`` heading above it), the
+    environment variable it is read from (or None) and its default, as written there."""
+    text = SETTINGS_FILE.read_text()
+    lines = text.splitlines()
+    # A block's heading is the first line of the comment that a ``# ---`` rule closes.
+    headings = []
+    for index, line in enumerate(lines):
+        if line.startswith("# ---"):
+            first = index
+            while first > 0 and lines[first - 1].startswith("#"):
+                first -= 1
+            headings.append((first + 1, lines[first][2:].split(" (")[0].strip()))
+    found = {}
+    for node in ast.parse(text).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+            continue
+        target = node.targets[0]
+        if not isinstance(target, ast.Name):
+            continue
+        block = next((name for line, name in reversed(headings) if line < node.lineno), "")
+        variable, default = _read_from_env(node.value)
+        found[target.id] = (block, variable, _literal(default))
+    return found
+
+
+def _read_from_env(value: ast.expr) -> tuple[str | None, ast.expr | object]:
+    """``env.int("NAME", default=...)`` and the like, and ``"NAME" in env``."""
+    if isinstance(value, ast.Call):
+        func = value.func
+        is_env = (
+            getattr(func, "id", None) == "env"
+            or getattr(getattr(func, "value", None), "id", None) == "env"
+        )
+        if is_env and value.args and isinstance(value.args[0], ast.Constant):
+            default = next((k.value for k in value.keywords if k.arg == "default"), _UNSET)
+            return value.args[0].value, default
+    if (
+        isinstance(value, ast.Compare)
+        and isinstance(value.left, ast.Constant)
+        and isinstance(value.ops[0], ast.In)
+        and getattr(value.comparators[0], "id", None) == "env"
+    ):
+        return value.left.value, _UNSET
+    return None, value
+
+
+def _literal(node: ast.expr | object) -> str:
+    if node is _UNSET:
+        return "unset"
+    try:
+        value = ast.literal_eval(node)
+    except ValueError:
+        return f"``{ast.unparse(node)}``"
+    return f"``{value}``"
+
+
 def setup(app):
     app.add_directive("pickup-transition-table", TransitionTable)
     app.add_directive("pickup-status-table", StatusTable)
@@ -282,4 +566,7 @@ def setup(app):
     app.add_directive("error-code-table", ErrorCodeTable)
     app.add_directive("rest-error-status-table", RestErrorStatusTable)
     app.add_directive("notification-kind-table", NotificationKindTable)
+    app.add_directive("celery-queue-table", CeleryQueueTable)
+    app.add_directive("periodic-task-table", PeriodicTaskTable)
+    app.add_directive("lifecycle-settings-table", SettingsTable)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
