@@ -59,3 +59,14 @@ def test_every_rest_endpoint_is_documented_and_every_documented_one_exists():
     documented = set(re.findall(r"\b(GET|POST|PUT|PATCH|DELETE) (/api/[\w/{}-]*)", page))
     documented = {f"{method} {path}" for method, path in documented} - {"GET /api/"}
     assert documented == rest_endpoints()
+
+
+def test_the_state_diagram_draws_every_event_and_status():
+    from pickups.transitions import Event, Status
+
+    diagram = (
+        text("state-machine.rst").split(".. code-block:: text", 1)[1].split("\nTransitions")[0]
+    )
+    words = set(re.findall(r"[a-z_]+", diagram))
+    assert {e.value for e in Event} <= words
+    assert {s.value for s in Status} <= words
