@@ -21,7 +21,7 @@ from pickups.transitions import Status
 from procurement_system.errors import BadRequest
 from procurement_system.serializers import validated
 from procurement_system.websocket import JsonActionConsumer
-from vendors.selectors import vendors_nearby
+from vendors.selectors import vendor_ids_of_member, vendors_nearby
 from vendors.serializers import NearbySerializer, VendorNearbySerializer
 
 
@@ -212,8 +212,12 @@ class PickupConsumer(JsonActionConsumer):
         party = self.following.get(event["pickup_id"])
         if party is None:
             return
-        if self.user.pk != event["customer_id"] and event["vendor_id"] != party.vendor_id:
-            return
+        if self.user.pk != event["customer_id"]:
+            # A member of the vendor that sent it, now: not of a vendor let go since, and not
+            # someone who has left the vendor since subscribing.
+            vendor_ids = await database_sync_to_async(vendor_ids_of_member)(user_id=self.user.pk)
+            if event["vendor_id"] != party.vendor_id or event["vendor_id"] not in vendor_ids:
+                return
         await self.send_json(
             {"type": "vendor.location", "pickup_id": event["pickup_id"], **event["position"]}
         )
