@@ -1,8 +1,10 @@
-"""A WebSocket client as Postman or an app would be: token header, JSON text frames."""
+"""A client as Postman or an app would be: token header, JSON text frames (and JSON over HTTP)."""
 
 import asyncio
 import itertools
 import json
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import websockets
@@ -60,3 +62,22 @@ def pickup_data(*, location=ALEXANDERPLATZ, materials=("paper",), kg: float = 40
         "items": [{"material": code, "estimated_kg": kg} for code in materials],
         "notes": "Blue door, ground floor",
     }
+
+
+def http(stack, method: str, path: str, token: str, body=None, headers=None):
+    """A REST call with the token: (status, parsed JSON body, headers), errors included."""
+    request = urllib.request.Request(
+        f"{stack.http}{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={
+            "Authorization": f"Token {token}",
+            "Content-Type": "application/json",
+            **(headers or {}),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or "null"), response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or "null"), error.headers

@@ -1,7 +1,9 @@
 import pytest
 
 from tests.conftest import require_service
-from tests.e2e.stack import Stack
+from tests.e2e.stack import LIFECYCLE_ENV, LIFECYCLE_PROCESSES, LIFECYCLE_SETUP, Stack
+
+DEMO_USERS = ("alice", "victor", "vera", "vince")
 
 
 @pytest.fixture(scope="session")
@@ -18,4 +20,32 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tokens(stack):
-    return {name: stack.token(name) for name in ("alice", "victor", "vera", "vince")}
+    return stack.tokens(*DEMO_USERS)
+
+
+@pytest.fixture(scope="module")
+def lifecycle_stack(tmp_path_factory):
+    """Every process ``make run`` starts but Flower, beat included, with the timers short.
+
+    A stack of its own (database, queues, channel layer), so its sweeps never touch the pickups
+    of the ``stack`` the other tests use.
+    """
+    require_service("RabbitMQ", 5672)
+    require_service("Redis", 6379)
+    stack = Stack(
+        tmp_path_factory.mktemp("lifecycle"),
+        processes=LIFECYCLE_PROCESSES,
+        env=LIFECYCLE_ENV,
+        setup=LIFECYCLE_SETUP,
+        own_database=True,
+    )
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def lifecycle_tokens(lifecycle_stack):
+    return lifecycle_stack.tokens(*DEMO_USERS)

@@ -1,8 +1,10 @@
-"""The real stack for end-to-end tests: the Procfile's web and worker processes, as ``make run``
-starts them.
+"""The real stack for end-to-end tests: the Procfile's processes, as ``make run`` starts them.
 
 Each run gets its own SQLite file, queue names and channel-layer prefix, so it can share
-RabbitMQ and Redis with a ``make run`` on the same machine without taking its messages.
+RabbitMQ and Redis with a ``make run`` on the same machine without taking its messages. A stack
+runs the processes it is given (by default web and the assignments and notifications workers)
+with extra environment on top of the shared one, so a second stack can run, say, beat with
+short schedules beside the first without either seeing the other's pickups.
 """
 
 import json
@@ -13,7 +15,9 @@ import sys
 import time
 import urllib.request
 import uuid
+import warnings
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pika
 
@@ -41,23 +45,64 @@ def procfile_commands() -> dict[str, str]:
     return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
+# What ``make prepare`` runs before the processes start, collectstatic aside.
+SETUP = (
+    ("migrate", "--noinput"),
+    ("createcachetable",),
+    ("seed_demo",),
+)
+WORKERS = ("assignments", "notifications", "maintenance")
+
+# The lifecycle stack: every process ``make run`` starts but Flower, beat included, with timers
+# short enough that an offer times out and a window ends while a test waits.
+LIFECYCLE_PROCESSES = ("web", *WORKERS, "beat")
+LIFECYCLE_ENV = {
+    "OFFER_TIMEOUT_SECONDS": "2",
+    "SCHEDULE_OFFER_SWEEP_SECONDS": "1",
+    "SCHEDULE_EXPIRY_SWEEP_SECONDS": "1",
+    "SCHEDULE_RETRY_SWEEP_SECONDS": "1",
+    "UNASSIGNED_RETRY_BASE_SECONDS": "1",
+}
+# The periodic tasks are written after ``migrate``, as ``make prepare`` does, from the schedules
+# in the environment; ``--reset`` makes them the short ones even on a reused database.
+LIFECYCLE_SETUP = (*SETUP[:2], ("setup_periodic_tasks", "--reset"), *SETUP[2:])
+
+
 class Stack:
     PROCESSES = ("web", "assignments", "notifications")
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        processes: tuple[str, ...] = PROCESSES,
+        env: dict[str, str] | None = None,
+        setup: tuple[tuple[str, ...], ...] = SETUP,
+        own_database: bool = False,
+    ) -> None:
+        """``processes`` are Procfile names, ``web`` first; ``env`` is added to every process's
+        and every setup command's environment. ``own_database``: even when E2E_DATABASE_URL
+        names a shared server, this stack gets a database of its own, created for the run and
+        dropped by ``stop``."""
+        if processes[0] != "web":
+            raise ValueError("the web process comes first: the others are checked after it")
         self.workdir = workdir
+        self.processes_to_run = processes
+        self.setup = setup
         self.run_id = uuid.uuid4().hex[:8]
         self.port = free_port()
         self.prefix = f"e2e-{self.run_id}-"
-        self.queues = [f"{self.prefix}{q}" for q in ("assignments", "notifications", "maintenance")]
+        self.queues = [f"{self.prefix}{q}" for q in WORKERS]
+        self.created_database: str | None = None
+        database_url = os.environ.get("E2E_DATABASE_URL")
+        if database_url and own_database:
+            database_url, self.created_database = _sibling_database(database_url, self.run_id)
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "procurement_system.settings",
             # A fresh SQLite file by default; E2E_DATABASE_URL points the stack elsewhere (an
             # empty PostgreSQL database, say) to run the same tests there.
-            "DATABASE_URL": os.environ.get(
-                "E2E_DATABASE_URL", f"sqlite:///{workdir / 'e2e.sqlite3'}"
-            ),
+            "DATABASE_URL": database_url or f"sqlite:///{workdir / 'e2e.sqlite3'}",
             "CELERY_QUEUE_PREFIX": self.prefix,
             "CHANNEL_LAYER_PREFIX": f"e2e-{self.run_id}",
             "DJANGO_DEBUG": "false",
@@ -67,6 +112,7 @@ class Stack:
             "API_THROTTLE_ANON": "100000/min",
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
         self.processes: dict[str, subprocess.Popen] = {}
 
@@ -92,19 +138,31 @@ class Stack:
         return done.stdout
 
     def start(self) -> None:
-        self.manage("migrate", "--noinput")
-        self.manage("createcachetable")
-        self.manage("seed_demo")
+        if self.created_database:
+            _create_database(self.env["DATABASE_URL"])
+        for command in self.setup:
+            self.manage(*command)
         procfile = procfile_commands()
-        for name in self.PROCESSES:
-            self._spawn(name, procfile[name])
+        for name in self.processes_to_run:
+            command = procfile[name]
+            if name == "beat":
+                # Beat's database scheduler keeps its state in the run's database; the schedule
+                # file is named anyway, so nothing of a run is ever left in the repository.
+                command += f" --schedule {self.workdir / 'celerybeat-schedule'}"
+            self._spawn(name, command)
         wait_until(self._web_ready, timeout=30, what="uvicorn to answer /health/")
-        for worker in self.PROCESSES[1:]:
+        for name in self.processes_to_run[1:]:
             wait_until(
-                lambda w=worker: "ready." in self.log(w),
-                timeout=60,
-                what=f"the {worker} worker to be ready",
+                lambda n=name: self._ready(n), timeout=60, what=f"the {name} process to be ready"
             )
+
+    def _ready(self, name: str) -> bool:
+        if self.processes[name].poll() is not None:
+            raise RuntimeError(f"{name} exited:\n{self.log(name)}")
+        if name == "beat":
+            # Ready once it has read the periodic tasks and sent the first that was due.
+            return "Scheduler: Sending due task" in self.log(name)
+        return "ready." in self.log(name)
 
     def _spawn(self, name: str, command: str) -> None:
         log = open(self.workdir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
@@ -129,6 +187,9 @@ class Stack:
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
 
+    def tokens(self, *usernames: str) -> dict[str, str]:
+        return {name: self.token(name) for name in usernames}
+
     def token(self, username: str, password: str = "demo-pass-123") -> str:
         request = urllib.request.Request(
             f"{self.http}/api/auth/token/",
@@ -139,15 +200,50 @@ class Stack:
             return json.load(response)["token"]
 
     def stop(self) -> None:
+        # Beat first, so that it publishes nothing more while the workers shut down.
+        for name in sorted(self.processes, key=lambda n: n != "beat"):
+            self.processes[name].terminate()
+            if name == "beat":
+                self._wait(self.processes[name])
         for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._delete_queues()
+            self._wait(process)
+        try:
+            self._delete_queues()
+        finally:
+            if self.created_database:
+                _drop_database(self.env["DATABASE_URL"])
+        if "web" in self.processes and "graceful shutdown exceeded" in self.log("web"):
+            # Every socket was closed by then: some connection's task outlived its socket.
+            warnings.warn(
+                f"uvicorn ran out its graceful-shutdown timeout: a connection's task was still "
+                f"running after its socket closed (see {self.workdir / 'web.log'})",
+                stacklevel=2,
+            )
+
+    @staticmethod
+    def _wait(process: subprocess.Popen) -> None:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def queue_depth(self, queue: str) -> int:
+        """Messages ready in one of this stack's queues (``assignments``, ...), not counting
+        those a worker has already taken."""
+        connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+        try:
+            declared = connection.channel().queue_declare(f"{self.prefix}{queue}", passive=True)
+            return declared.method.message_count
+        finally:
+            connection.close()
+
+    def purge_queue(self, queue: str) -> None:
+        connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+        try:
+            connection.channel().queue_purge(f"{self.prefix}{queue}")
+        finally:
+            connection.close()
 
     def _delete_queues(self) -> None:
         connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
@@ -158,3 +254,40 @@ class Stack:
             channel.exchange_delete(f"{self.prefix}tasks")
         finally:
             connection.close()
+
+
+# --- a database of its own on the server E2E_DATABASE_URL names ----------------------------
+
+
+def _sibling_database(url: str, run_id: str) -> tuple[str, str]:
+    """The URL of a new database beside the one ``url`` names, and the new database's name."""
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/') or 'postgres'}_e2e_{run_id}"
+    return urlunsplit(parts._replace(path=f"/{name}")), name
+
+
+def _admin_connection(url: str):
+    """An autocommit connection to the server's maintenance database (CREATE/DROP DATABASE
+    cannot run inside a transaction nor from the database concerned)."""
+    import psycopg
+
+    parts = urlsplit(url)
+    return psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True)
+
+
+def _create_database(url: str) -> None:
+    from psycopg import sql
+
+    name = urlsplit(url).path.lstrip("/")
+    with _admin_connection(url) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def _drop_database(url: str) -> None:
+    from psycopg import sql
+
+    name = urlsplit(url).path.lstrip("/")
+    with _admin_connection(url) as connection:
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )

@@ -1,34 +1,13 @@
 """The REST API through uvicorn: a pickup created over HTTP is offered over the socket."""
 
 import asyncio
-import json
-import urllib.error
-import urllib.request
 
 import pytest
 
-from tests.e2e.client import notification, open_socket, pickup_data
+from tests.e2e.client import http, notification, open_socket, pickup_data
 from tests.e2e.stack import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
-
-
-def http(stack, method: str, path: str, token: str, body=None, headers=None):
-    request = urllib.request.Request(
-        f"{stack.http}{path}",
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={
-            "Authorization": f"Token {token}",
-            "Content-Type": "application/json",
-            **(headers or {}),
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or "null"), response.headers
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or "null"), error.headers
 
 
 async def test_create_over_rest_is_offered_live_and_accepted_over_rest(stack, tokens):
