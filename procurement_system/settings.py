@@ -205,10 +205,15 @@ CHANNEL_LAYERS = {
                     # MaxConnectionsError when a thousand sockets connect at once.
                     "max_connections": env.int("CHANNEL_LAYER_MAX_CONNECTIONS", default=200),
                     "timeout": env.float("CHANNEL_LAYER_POOL_TIMEOUT", default=10.0),
-                    # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that
-                    # channels-redis blocks in BZPOPMIN: the read then times out now and again
-                    # and kills the consumer. Give blocking reads room.
-                    "socket_timeout": 15,
+                    # No read timeout. redis-py 8 reads with a 5 s timeout by default, the same
+                    # 5 s that channels-redis blocks in BZPOPMIN, which now and again kills a
+                    # consumer; and any timeout wraps each command in asyncio.wait_for, which
+                    # on Python 3.11 can swallow the cancel of a closing socket's receive loop,
+                    # leaving it polling Redis for the life of the process. BZPOPMIN has its own
+                    # timeout; keepalive and a health check notice a dead connection instead.
+                    "socket_timeout": None,
+                    "socket_keepalive": True,
+                    "health_check_interval": 30,
                     "socket_connect_timeout": 5,
                 }
             ],

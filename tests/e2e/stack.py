@@ -15,7 +15,6 @@ import sys
 import time
 import urllib.request
 import uuid
-import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -214,10 +213,9 @@ class Stack:
                 _drop_database(self.env["DATABASE_URL"])
         if "web" in self.processes and "graceful shutdown exceeded" in self.log("web"):
             # Every socket was closed by then: some connection's task outlived its socket.
-            warnings.warn(
+            raise AssertionError(
                 f"uvicorn ran out its graceful-shutdown timeout: a connection's task was still "
-                f"running after its socket closed (see {self.workdir / 'web.log'})",
-                stacklevel=2,
+                f"running after its socket closed (see {self.workdir / 'web.log'})"
             )
 
     @staticmethod
