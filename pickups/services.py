@@ -260,8 +260,9 @@ def _offer(pickup: PickupRequest, candidate: Candidate) -> None:
     )
 
 
-def pickup_expire_offer(*, pickup_id: int, version: int) -> PickupRequest | None:
-    """Withdraw an offer nobody answered in time, and re-assign the pickup without that vendor.
+def pickup_expire_offer(*, pickup_id: int, version: int) -> bool:
+    """Withdraw an offer nobody answered in time, and re-assign the pickup without that vendor;
+    return whether it was withdrawn.
 
     ``version`` names the offer: the pickup's version when the sweep saw it offered and due. If
     anything changed since (the vendor accepted or rejected, the customer cancelled, a newer
@@ -277,7 +278,7 @@ def pickup_expire_offer(*, pickup_id: int, version: int) -> PickupRequest | None
             or pickup.offer_expires_at is None
             or pickup.offer_expires_at > timezone.now()
         ):
-            return pickup
+            return False
         vendor = pickup.vendor
         _change(pickup, Event.OFFER_TIMEOUT, actor=None, vendor=None)
         PickupRejection.objects.create(
@@ -297,7 +298,7 @@ def pickup_expire_offer(*, pickup_id: int, version: int) -> PickupRequest | None
             extra={"vendor_id": vendor.id},
         )
         _enqueue_assignment(pickup)
-        return pickup
+        return True
 
 
 def pickup_expire(*, pickup_id: int) -> PickupRequest | None:

@@ -53,8 +53,7 @@ def expire_offers_task() -> int:
     withdrawn = 0
     due = selectors.offers_due(now=timezone.now(), limit=settings.LIFECYCLE_BATCH_SIZE)
     for pickup_id, version in due:
-        pickup = services.pickup_expire_offer(pickup_id=pickup_id, version=version)
-        withdrawn += pickup is not None and pickup.version != version
+        withdrawn += services.pickup_expire_offer(pickup_id=pickup_id, version=version)
     return withdrawn
 
 

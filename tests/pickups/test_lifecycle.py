@@ -118,7 +118,7 @@ def test_a_timeout_that_fires_after_the_vendor_accepted_changes_nothing(
         run_on_commit(services.pickup_accept, pickup_id=pickup_id, by=member_of(near))
     with later(settings.OFFER_TIMEOUT_SECONDS + 1):
         # ... so when the sweep acts on what it saw, nothing changes.
-        run_on_commit(services.pickup_expire_offer, pickup_id=pickup_id, version=version)
+        assert not run_on_commit(services.pickup_expire_offer, pickup_id=pickup_id, version=version)
     pickup = refreshed(offered)
     assert pickup.status == "accepted" and pickup.vendor == near
     assert pickup.offer_expires_at is None
@@ -144,7 +144,9 @@ def test_a_timer_for_an_older_offer_does_not_withdraw_the_current_one(
     pickup = refreshed(offered)
     assert pickup.status == "offered" and pickup.vendor == far  # the newer offer
     with later(settings.OFFER_TIMEOUT_SECONDS + 1):
-        run_on_commit(services.pickup_expire_offer, pickup_id=pickup.pk, version=first_version)
+        assert not run_on_commit(
+            services.pickup_expire_offer, pickup_id=pickup.pk, version=first_version
+        )
     pickup = refreshed(offered)
     assert pickup.status == "offered" and pickup.vendor == far
     assert list(PickupRejection.objects.values_list("role", flat=True)) == ["vendor"]
@@ -155,8 +157,8 @@ def test_a_repeated_timeout_for_the_same_offer_acts_once(
 ):
     with later(settings.OFFER_TIMEOUT_SECONDS + 1):
         [(pickup_id, version)] = tasks.selectors.offers_due(now=timezone.now(), limit=10)
-        run_on_commit(services.pickup_expire_offer, pickup_id=pickup_id, version=version)
-        run_on_commit(services.pickup_expire_offer, pickup_id=pickup_id, version=version)
+        assert run_on_commit(services.pickup_expire_offer, pickup_id=pickup_id, version=version)
+        assert not run_on_commit(services.pickup_expire_offer, pickup_id=pickup_id, version=version)
     assert PickupRejection.objects.count() == 1
     assert refreshed(offered).vendor == far
     assert open_jobs(near) == 0 and open_jobs(far) == 1
