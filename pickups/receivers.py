@@ -7,4 +7,6 @@ def offer_unassigned_to_vendor(sender, *, vendor_id: int, **kwargs) -> None:
 
 
 def connect() -> None:
-    vendor_can_take_more.connect(offer_unassigned_to_vendor, dispatch_uid="pickups-offer-unassigned")
+    vendor_can_take_more.connect(
+        offer_unassigned_to_vendor, dispatch_uid="pickups-offer-unassigned"
+    )

@@ -83,6 +83,27 @@ def windows_ended(*, now: datetime, limit: int) -> list[int]:
     )
 
 
+def stalled_pending(*, before: datetime, limit: int) -> list[tuple[int, str]]:
+    """(id, assignment task id) of pickups pending since before ``before``: their assignment
+    message was lost (a crash between commit and publish, a broker that was down) or waits
+    behind a long queue."""
+    return list(
+        PickupRequest.objects.filter(status=Status.PENDING, status_changed_at__lt=before)
+        .order_by("status_changed_at")
+        .values_list("id", "assignment_task_id")[:limit]
+    )
+
+
+def completed_without_receipt(*, before: datetime, limit: int) -> list[int]:
+    return list(
+        PickupRequest.objects.filter(
+            status=Status.COMPLETED, status_changed_at__lt=before, receipt__isnull=True
+        )
+        .order_by("status_changed_at")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
 def unassigned_for_vendor(*, vendor: Vendor, limit: int) -> list[int]:
     """Unassigned pickups the vendor could take: inside its service area's bounding box, every
     material one it collects, and not refused by it before. Oldest first."""

@@ -103,6 +103,27 @@ def expire_pickups_task() -> int:
     return expired
 
 
+@shared_task(**SWEEP)
+def requeue_stalled_task() -> dict:
+    """Periodic (by default every 15 s): publish again the work whose message never ran.
+
+    The database is the outbox: a pickup still ``pending`` ``STALLED_AFTER_SECONDS`` after it
+    became so has its assignment published again (under the same task id), and a pickup
+    completed that long ago without a receipt has ``issue_receipt_task`` published again. Both
+    tasks are idempotent, so a message that was only slow, not lost, does no harm. Returns how
+    many of each were requeued.
+    """
+    before = timezone.now() - timedelta(seconds=settings.STALLED_AFTER_SECONDS)
+    limit = settings.LIFECYCLE_BATCH_SIZE
+    pending = selectors.stalled_pending(before=before, limit=limit)
+    for pickup_id, task_id in pending:
+        assign_vendor_task.apply_async((pickup_id,), task_id=task_id or None)
+    receipts_due = selectors.completed_without_receipt(before=before, limit=limit)
+    for pickup_id in receipts_due:
+        issue_receipt_task.delay(pickup_id)
+    return {"assignments": len(pending), "receipts": len(receipts_due)}
+
+
 @shared_task(**RETRYING)
 def issue_receipt_task(pickup_id: int) -> str | None:
     """Issue the receipt of completed pickup ``pickup_id`` and notify both parties

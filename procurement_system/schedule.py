@@ -42,6 +42,11 @@ def periodic_tasks() -> list[PeriodicTask]:
             every_seconds=settings.SCHEDULE_EXPIRY_SWEEP_SECONDS,
         ),
         PeriodicTask(
+            "Requeue stalled work",
+            "pickups.tasks.requeue_stalled_task",
+            every_seconds=settings.SCHEDULE_STALL_SWEEP_SECONDS,
+        ),
+        PeriodicTask(
             "Delete old read notifications",
             "notifications.tasks.purge_read_notifications_task",
             every_seconds=settings.SCHEDULE_CLEANUP_MINUTES * 60,

@@ -247,6 +247,19 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publisher confirms: a publish returns only once RabbitMQ has the message, so a message cannot
+# vanish in a socket buffer when the broker goes away just after.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+# When the broker is down, a publish gives up within about CONNECTION_TIMEOUT x (1 + retries)
+# seconds instead of holding a request: the change is committed and requeue_stalled_task sends
+# the work later (see PlatformTask).
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -274,6 +287,7 @@ _QUEUE_OF_TASK = {
     "pickups.tasks.retry_unassigned_task": QUEUE_ASSIGNMENTS,
     "pickups.tasks.retry_unassigned_for_vendor_task": QUEUE_ASSIGNMENTS,
     "pickups.tasks.expire_pickups_task": QUEUE_ASSIGNMENTS,
+    "pickups.tasks.requeue_stalled_task": QUEUE_ASSIGNMENTS,
     "notifications.tasks.send_notification_task": QUEUE_NOTIFICATIONS,
     "pickups.tasks.issue_receipt_task": QUEUE_NOTIFICATIONS,
     "pickups.tasks.send_vendor_digests_task": QUEUE_MAINTENANCE,
@@ -319,6 +333,10 @@ LIFECYCLE_BATCH_SIZE = env.int("LIFECYCLE_BATCH_SIZE", default=500)
 SCHEDULE_OFFER_SWEEP_SECONDS = env.int("SCHEDULE_OFFER_SWEEP_SECONDS", default=5)
 SCHEDULE_RETRY_SWEEP_SECONDS = env.int("SCHEDULE_RETRY_SWEEP_SECONDS", default=10)
 SCHEDULE_EXPIRY_SWEEP_SECONDS = env.int("SCHEDULE_EXPIRY_SWEEP_SECONDS", default=60)
+SCHEDULE_STALL_SWEEP_SECONDS = env.int("SCHEDULE_STALL_SWEEP_SECONDS", default=15)
+# Work whose message should have run by now: a pickup pending this long, or completed this long
+# without a receipt, has its task published again (the tasks are idempotent).
+STALLED_AFTER_SECONDS = env.int("STALLED_AFTER_SECONDS", default=30)
 SCHEDULE_CLEANUP_MINUTES = env.int("SCHEDULE_CLEANUP_MINUTES", default=60)
 SCHEDULE_DIGEST_HOUR = env.int("SCHEDULE_DIGEST_HOUR", default=6)  # daily, UTC
 # Cleanup: what is old, and how much one statement deletes.

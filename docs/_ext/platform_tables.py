@@ -155,6 +155,9 @@ SETTING_MEANINGS = {
     "SCHEDULE_OFFER_SWEEP_SECONDS": "Default interval of ``expire_offers_task``.",
     "SCHEDULE_RETRY_SWEEP_SECONDS": "Default interval of ``retry_unassigned_task``.",
     "SCHEDULE_EXPIRY_SWEEP_SECONDS": "Default interval of ``expire_pickups_task``.",
+    "SCHEDULE_STALL_SWEEP_SECONDS": "Default interval of ``requeue_stalled_task``.",
+    "STALLED_AFTER_SECONDS": "A pickup pending this long, or completed this long without a "
+    "receipt, has its task published again (see :ref:`delivery`).",
     "SCHEDULE_CLEANUP_MINUTES": "Default interval, in minutes, of the three cleanup tasks.",
     "SCHEDULE_DIGEST_HOUR": "The hour (UTC) at which the daily digest goes out, on the hour.",
     "NOTIFICATION_RETENTION_DAYS": "Read notifications older than this (by ``read_at``) are "
