@@ -9,6 +9,7 @@ import os
 
 from celery import Celery
 from celery.contrib.django.task import DjangoTask
+from celery.signals import worker_ready
 from django.db import transaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "procurement_system.settings")
@@ -36,3 +37,13 @@ app = Celery("procurement_system", task_cls=PlatformTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.conf.include = ["procurement_system.tasks"]
+
+
+@worker_ready.connect
+def declare_dead_letter_queue(sender, **kwargs) -> None:
+    """Every worker declares the dead-letter queue, which no worker consumes, so that a message
+    dead-lettered by the task queues always has somewhere to go."""
+    from django.conf import settings
+
+    with sender.app.connection_for_write() as connection:
+        settings.DEAD_LETTER_QUEUE.bind(connection.default_channel).declare()

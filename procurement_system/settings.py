@@ -270,11 +270,38 @@ CELERY_QUEUE_PREFIX = env("CELERY_QUEUE_PREFIX", default="")
 QUEUE_ASSIGNMENTS = f"{CELERY_QUEUE_PREFIX}assignments"
 QUEUE_NOTIFICATIONS = f"{CELERY_QUEUE_PREFIX}notifications"
 QUEUE_MAINTENANCE = f"{CELERY_QUEUE_PREFIX}maintenance"
+QUEUE_DEAD_LETTER = f"{CELERY_QUEUE_PREFIX}dead_letter"
 _tasks_exchange = Exchange(f"{CELERY_QUEUE_PREFIX}tasks", type="direct", durable=True)
+DEAD_LETTER_EXCHANGE = Exchange(QUEUE_DEAD_LETTER, type="direct", durable=True)
+# A message delivered this many times without being acknowledged (its worker died each time: a
+# poison message) is moved to the dead-letter queue instead of looping.
+TASK_DELIVERY_LIMIT = env.int("TASK_DELIVERY_LIMIT", default=5)
+# Quorum queues: replicated on a RabbitMQ cluster, and they count deliveries, which is what
+# makes the delivery limit possible. https://www.rabbitmq.com/docs/quorum-queues
 CELERY_TASK_QUEUES = [
-    Queue(name, _tasks_exchange, routing_key=name, durable=True)
+    Queue(
+        name,
+        _tasks_exchange,
+        routing_key=name,
+        durable=True,
+        queue_arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": TASK_DELIVERY_LIMIT,
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
+            "x-dead-letter-routing-key": QUEUE_DEAD_LETTER,
+        },
+    )
     for name in (QUEUE_ASSIGNMENTS, QUEUE_NOTIFICATIONS, QUEUE_MAINTENANCE)
 ]
+# Where dead messages wait for an operator; no worker consumes it. Declared by every worker at
+# start (procurement_system.celery), so nothing dead-lettered is dropped for want of a queue.
+DEAD_LETTER_QUEUE = Queue(
+    QUEUE_DEAD_LETTER,
+    DEAD_LETTER_EXCHANGE,
+    routing_key=QUEUE_DEAD_LETTER,
+    durable=True,
+    queue_arguments={"x-queue-type": "quorum"},
+)
 CELERY_TASK_DEFAULT_QUEUE = QUEUE_MAINTENANCE
 CELERY_TASK_DEFAULT_EXCHANGE = _tasks_exchange.name
 CELERY_TASK_DEFAULT_ROUTING_KEY = QUEUE_MAINTENANCE

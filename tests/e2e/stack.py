@@ -91,7 +91,7 @@ class Stack:
         self.run_id = uuid.uuid4().hex[:8]
         self.port = free_port()
         self.prefix = f"e2e-{self.run_id}-"
-        self.queues = [f"{self.prefix}{q}" for q in WORKERS]
+        self.queues = [f"{self.prefix}{q}" for q in (*WORKERS, "dead_letter")]
         self.created_database: str | None = None
         database_url = os.environ.get("E2E_DATABASE_URL")
         if database_url and own_database:
@@ -250,6 +250,7 @@ class Stack:
             for queue in self.queues:
                 channel.queue_delete(queue)
             channel.exchange_delete(f"{self.prefix}tasks")
+            channel.exchange_delete(f"{self.prefix}dead_letter")
         finally:
             connection.close()
 

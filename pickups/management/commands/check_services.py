@@ -1,6 +1,8 @@
-"""Fail fast, with the command that fixes it, when RabbitMQ or Redis is not reachable."""
+"""Fail fast, with the command that fixes it, when RabbitMQ or Redis is not reachable, or when
+RabbitMQ holds an older kind of task queue under one of our names."""
 
 import redis
+from amqp.exceptions import PreconditionFailed
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from kombu import Connection
@@ -31,4 +33,20 @@ class Command(BaseCommand):
             )
         if failures:
             raise CommandError(f"{' and '.join(f[0] for f in failures)} unavailable.")
+        self._check_queues()
         self.stdout.write("RabbitMQ and Redis are reachable.")
+
+    def _check_queues(self) -> None:
+        """Declare the task queues and the dead-letter queue as the workers will. A queue left
+        by an earlier version as a classic queue cannot become a quorum queue in place; say how
+        to replace it instead of letting every worker fail at start."""
+        with Connection(settings.CELERY_BROKER_URL, connect_timeout=3) as connection:
+            for queue in [*settings.CELERY_TASK_QUEUES, settings.DEAD_LETTER_QUEUE]:
+                try:
+                    queue.bind(connection.channel()).declare()
+                except PreconditionFailed as error:
+                    raise CommandError(
+                        f"RabbitMQ has a queue {queue.name!r} of another kind ({error}). Once "
+                        f"no worker runs and it is empty, delete it with: rabbitmqctl "
+                        f"delete_queue {queue.name}"
+                    ) from None
