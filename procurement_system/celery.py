@@ -9,7 +9,7 @@ import os
 
 from celery import Celery
 from celery.contrib.django.task import DjangoTask
-from celery.signals import worker_ready
+from celery.signals import worker_init
 from django.db import transaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "procurement_system.settings")
@@ -39,11 +39,14 @@ app.autodiscover_tasks()
 app.conf.include = ["procurement_system.tasks"]
 
 
-@worker_ready.connect
-def declare_dead_letter_queue(sender, **kwargs) -> None:
-    """Every worker declares the dead-letter queue, which no worker consumes, so that a message
-    dead-lettered by the task queues always has somewhere to go."""
+@worker_init.connect
+def declare_queues(sender, **kwargs) -> None:
+    """Before it consumes, every worker declares all the task queues (not only its own) and the
+    dead-letter queue, which no worker consumes: a message dead-lettered always has somewhere to
+    go, and delayed delivery can bind every queue whichever worker starts first."""
     from django.conf import settings
 
     with sender.app.connection_for_write() as connection:
-        settings.DEAD_LETTER_QUEUE.bind(connection.default_channel).declare()
+        channel = connection.default_channel
+        for queue in [*settings.CELERY_TASK_QUEUES, settings.DEAD_LETTER_QUEUE]:
+            queue.bind(channel).declare()

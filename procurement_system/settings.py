@@ -271,7 +271,10 @@ QUEUE_ASSIGNMENTS = f"{CELERY_QUEUE_PREFIX}assignments"
 QUEUE_NOTIFICATIONS = f"{CELERY_QUEUE_PREFIX}notifications"
 QUEUE_MAINTENANCE = f"{CELERY_QUEUE_PREFIX}maintenance"
 QUEUE_DEAD_LETTER = f"{CELERY_QUEUE_PREFIX}dead_letter"
-_tasks_exchange = Exchange(f"{CELERY_QUEUE_PREFIX}tasks", type="direct", durable=True)
+# A topic exchange (each queue bound by its own name): Celery's native delayed delivery, which
+# quorum queues need for countdowns and retries with backoff, does not work with direct ones.
+TASKS_EXCHANGE = f"{CELERY_QUEUE_PREFIX}celery_tasks"
+_tasks_exchange = Exchange(TASKS_EXCHANGE, type="topic", durable=True)
 DEAD_LETTER_EXCHANGE = Exchange(QUEUE_DEAD_LETTER, type="direct", durable=True)
 # A message delivered this many times without being acknowledged (its worker died each time: a
 # poison message) is moved to the dead-letter queue instead of looping.

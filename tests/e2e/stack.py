@@ -249,7 +249,7 @@ class Stack:
             channel = connection.channel()
             for queue in self.queues:
                 channel.queue_delete(queue)
-            channel.exchange_delete(f"{self.prefix}tasks")
+            channel.exchange_delete(f"{self.prefix}celery_tasks")
             channel.exchange_delete(f"{self.prefix}dead_letter")
         finally:
             connection.close()

@@ -93,8 +93,8 @@ def test_a_message_redelivered_past_the_limit_is_dead_lettered_not_looped(stack)
         # the queue's own arguments, and play the crashing consumer with basic_get and a closed
         # channel, which returns the message.
         channel.queue_declare(queue, durable=True, arguments=queue_arguments(stack))
-        channel.queue_bind(queue, f"{stack.prefix}tasks", routing_key=queue)
-        channel.basic_publish(f"{stack.prefix}tasks", queue, body, properties)
+        channel.queue_bind(queue, f"{stack.prefix}celery_tasks", routing_key=queue)
+        channel.basic_publish(f"{stack.prefix}celery_tasks", queue, body, properties)
     finally:
         connection.close()
     deliveries = 0
@@ -152,7 +152,7 @@ def test_a_message_the_worker_refuses_is_dead_lettered_at_once(stack, kind):
     connection = connect()
     try:
         connection.channel().basic_publish(
-            f"{stack.prefix}tasks", f"{stack.prefix}notifications", body, properties
+            f"{stack.prefix}celery_tasks", f"{stack.prefix}notifications", body, properties
         )
     finally:
         connection.close()
