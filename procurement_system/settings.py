@@ -223,8 +223,23 @@ CHANNEL_LAYERS = {
         },
     }
 }
-# Largest WebSocket text frame a consumer accepts; larger frames close the socket with 1009.
+
+# WEBSOCKET LIMITS
+# ------------------------------------------------------------------------------
+# Largest WebSocket frame a consumer accepts; larger frames close the socket with 1009.
 WEBSOCKET_MAX_FRAME_BYTES = 64 * 1024
+# Frames one socket may send: WEBSOCKET_RATE a second sustained, WEBSOCKET_BURST at once (a
+# token bucket; 0 turns it off). A frame over it answers ``rate_limited``; more than
+# WEBSOCKET_MAX_REFUSED refused within WEBSOCKET_REFUSED_WINDOW_SECONDS closes the socket (4429).
+WEBSOCKET_RATE = env.float("WEBSOCKET_RATE", default=20.0)
+WEBSOCKET_BURST = env.int("WEBSOCKET_BURST", default=40)
+WEBSOCKET_MAX_REFUSED = env.int("WEBSOCKET_MAX_REFUSED", default=20)
+WEBSOCKET_REFUSED_WINDOW_SECONDS = env.float("WEBSOCKET_REFUSED_WINDOW_SECONDS", default=10.0)
+# Sockets one user may hold open at once, over every web process (counted in the default
+# cache; 0 turns it off); one more closes with 4409. A socket's slot lapses this many seconds
+# after its process stopped refreshing it (a crash).
+WEBSOCKET_MAX_PER_USER = env.int("WEBSOCKET_MAX_PER_USER", default=20)
+WEBSOCKET_SLOT_TTL_SECONDS = env.int("WEBSOCKET_SLOT_TTL_SECONDS", default=120)
 
 # CELERY
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html

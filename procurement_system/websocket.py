@@ -3,7 +3,9 @@
 Clients send text frames ``{"action": ..., "request_id": ..., ...}``; each action maps to one
 handler that validates, calls one service, and returns the reply. Every failure becomes an error
 frame ``{"type": "error", "request_id", "code", "message", "errors"?}`` and the socket stays open
-(the multichat pattern): only an anonymous handshake (4401) or an oversized frame (1009) closes it.
+(the multichat pattern). Only these close it: an anonymous handshake or a revoked token (4401), a
+user who already holds ``WEBSOCKET_MAX_PER_USER`` sockets (4409), an oversized frame (1009), and
+a client that keeps sending after its frames were refused for exceeding the frame rate (4429).
 """
 
 import logging
@@ -14,11 +16,14 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from rest_framework.utils import json
 
-from procurement_system.errors import BadRequest, DomainError
+from procurement_system.connection_limits import FrameRateLimiter, SocketSlot
+from procurement_system.errors import BadRequest, DomainError, RateLimited
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_TOO_MANY_SOCKETS = 4409
+CLOSE_RATE_LIMITED = 4429
 CLOSE_MESSAGE_TOO_BIG = 1009
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -27,14 +32,27 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 class JsonActionConsumer(AsyncWebsocketConsumer):
     #: the actions this consumer serves; ``action_<name>`` handles each
     actions: frozenset[str] = frozenset()
+    #: set once the server closes the socket: frames still on their way are ignored
+    closing = False
+    slot: SocketSlot | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
+        authenticated = user is not None and user.is_authenticated
+        has_slot = False
+        if authenticated:
+            # Before accepting, so that nothing a client may expect once it is open comes later.
+            self.slot = SocketSlot(user.pk, self.channel_name)
+            has_slot = await self.slot.acquire()
         # Accept first: a close before accept is an HTTP 403 and the client never sees the code.
         await self.accept()
-        if user is None or not user.is_authenticated:
+        if not authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        if not has_slot:
+            await self.close(code=CLOSE_TOO_MANY_SOCKETS)
+            return
+        self.frames = FrameRateLimiter.from_settings()
         self.user = user
         self.token_group = self.scope.get("token_group")
         if self.token_group:
@@ -47,19 +65,29 @@ class JsonActionConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "token_group", None):
             await self.channel_layer.group_discard(self.token_group, self.channel_name)
+        if self.slot is not None:
+            await self.slot.release()
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self.closing = True
+        await super().close(code=code, reason=reason)
 
     async def auth_revoked(self, event: dict[str, Any]) -> None:
         """The token this socket authenticated with was revoked (``type: auth.revoked``)."""
         await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not hasattr(self, "user"):
-            return  # the socket is closing after a failed handshake
+        if self.closing or not hasattr(self, "user"):
+            return  # the socket is closing (a failed handshake, a revoked token, ...)
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > settings.WEBSOCKET_MAX_FRAME_BYTES:
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG)
+            return
+        if not self.frames.allow():
+            await self.refuse(text_data)
+            return
         if text_data is None:
             await self.send_error(None, BadRequest("Send JSON text frames, not binary."))
-            return
-        if len(text_data.encode()) > settings.WEBSOCKET_MAX_FRAME_BYTES:
-            await self.close(code=CLOSE_MESSAGE_TOO_BIG)
             return
         try:
             content = json.loads(text_data)  # strict: NaN and Infinity are refused
@@ -101,8 +129,34 @@ class JsonActionConsumer(AsyncWebsocketConsumer):
             return
         await self.send_json({"type": reply.pop("type"), "request_id": request_id, **reply})
 
+    async def refuse(self, text_data: str | None) -> None:
+        """A frame over the rate: answered with ``rate_limited`` and not processed, or, when the
+        client keeps on regardless, the socket is closed."""
+        if self.frames.abusive:
+            logger.warning("closing a socket of user %s: frame rate abused", self.user.pk)
+            await self.close(code=CLOSE_RATE_LIMITED)
+            return
+        rate, burst = self.frames.rate, self.frames.burst
+        await self.send_error(
+            _request_id_of(text_data),
+            RateLimited(
+                f"Too many frames: at most {rate:g} a second, {burst} at once. This frame was "
+                "not processed; wait and send it again."
+            ),
+        )
+
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content))
 
     async def send_error(self, request_id: str | None, error: DomainError) -> None:
         await self.send_json({"type": "error", "request_id": request_id, **error.as_dict()})
+
+
+def _request_id_of(text_data: str | None) -> str | None:
+    """The frame's ``request_id`` when it has a valid one, so a refusal can carry it."""
+    try:
+        content = json.loads(text_data) if text_data is not None else None
+    except ValueError:
+        return None
+    request_id = content.get("request_id") if isinstance(content, dict) else None
+    return request_id if isinstance(request_id, str) and len(request_id) <= 200 else None
