@@ -118,10 +118,10 @@ REST_ERROR_USES = {
     "``application/json`` (form data, for instance, also at ``POST /api/auth/token/``).",
     "throttled": "Too many requests; ``retry_after`` in the body and the ``Retry-After`` header "
     "give the seconds to wait.",
-    "rate_limited": "Never, in practice: it is the WebSocket's answer to a vendor's "
-    "``location`` sent more often than once a second per pickup, and no REST endpoint reports "
-    "positions. It has an HTTP status only because every domain error does; the REST API's own "
-    "rate limit is ``throttled``.",
+    "rate_limited": "Never, in practice: it is the WebSocket's answer to frames sent faster than "
+    "a socket's frame rate (see :doc:`security`) and to a vendor's ``location`` sent more often "
+    "than once a second per pickup, and no REST endpoint reports positions. It has an HTTP status "
+    "only because every domain error does; the REST API's own rate limit is ``throttled``.",
     "internal_error": "An unexpected server error, logged on the server; the message is always "
     "``Something went wrong on the server; it has been logged.``",
 }
@@ -177,6 +177,46 @@ SETTING_MEANINGS = {
     "DEFAULT_FROM_EMAIL": "The sender of the digest emails.",
     "CELERY_RESULT_EXPIRES": "Seconds a task result is kept; ``purge_task_results_task`` "
     "deletes older ones.",
+}
+
+# The security settings and the WebSocket limits, in the same way (``security-settings-table``).
+SECURITY_SETTINGS_BLOCKS = ("SECURITY", "WEBSOCKET LIMITS")
+SECURITY_SETTING_MEANINGS = {
+    "DEBUG": "Debug mode, for development only. ``false`` turns on every production default "
+    "below and requires ``DJANGO_SECRET_KEY``.",
+    "SECRET_KEY": "Signs sessions, CSRF tokens and password resets. The default is the "
+    "development key, which the settings refuse (``ImproperlyConfigured``) outside debug mode; "
+    "set a long random string.",
+    "ALLOWED_HOSTS": "The host names the site answers to, comma-separated; also the WebSocket "
+    "``Origin`` hosts that are let in.",
+    "SECURE_SSL_REDIRECT": "Redirect every plain-HTTP request to HTTPS (301), ``/health/`` "
+    "excepted.",
+    "SECURE_REDIRECT_EXEMPT": "``/health/`` answers over plain HTTP too, for health checks of "
+    "containers and load balancers.",
+    "SECURE_HSTS_SECONDS": "``Strict-Transport-Security`` max-age on HTTPS responses: browsers "
+    "then refuse plain HTTP to the site for that long.",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "HSTS covers every subdomain as well.",
+    "SECURE_HSTS_PRELOAD": "HSTS says the site may go on the browsers' preload list.",
+    "SESSION_COOKIE_SECURE": "The session cookie is sent over HTTPS only.",
+    "CSRF_COOKIE_SECURE": "The CSRF cookie is sent over HTTPS only.",
+    "BEHIND_TLS_PROXY": "A proxy in front terminates TLS and sets ``X-Forwarded-Proto`` itself "
+    "(replacing any the client sent): requests it marks ``https`` count as secure.",
+    "SECURE_PROXY_SSL_HEADER": "``X-Forwarded-Proto: https`` when ``DJANGO_BEHIND_TLS_PROXY`` "
+    "is true, otherwise unset (the header is not believed).",
+    "CSRF_TRUSTED_ORIGINS": "Further origins (``https://host``) whose pages may send unsafe "
+    "requests with the session; the site's own needs no entry.",
+    "WEBSOCKET_MAX_FRAME_BYTES": "The largest frame a socket accepts (65536 bytes, as UTF-8); "
+    "a larger one closes the socket with ``1009``.",
+    "WEBSOCKET_RATE": "Frames a second one socket may send, sustained; ``0`` turns the limit off.",
+    "WEBSOCKET_BURST": "Frames one socket may send at once, after a pause.",
+    "WEBSOCKET_MAX_REFUSED": "Frames over the rate, within the window below, that a socket is "
+    "told off for with ``rate_limited``; one more closes it with ``4429``.",
+    "WEBSOCKET_REFUSED_WINDOW_SECONDS": "The window in which refused frames are counted.",
+    "WEBSOCKET_MAX_PER_USER": "Sockets one user may hold open at once, over all web processes "
+    "and both endpoints; one more closes with ``4409``. ``0`` turns the cap off.",
+    "WEBSOCKET_SLOT_TTL_SECONDS": "How long a socket's slot outlives the last refresh (every "
+    "third of it) from its process: the time after a crash until the crashed process's sockets "
+    "stop counting.",
 }
 
 SETTINGS_FILE = Path(__file__).resolve().parents[2] / "procurement_system" / "settings.py"
@@ -476,18 +516,20 @@ class SettingsTable(_TableDirective):
 
     header = ["Environment variable", "Default", "Meaning"]
     widths = [34, 16, 50]
+    blocks = SETTINGS_BLOCKS
+    meanings = SETTING_MEANINGS
 
     def rows(self):
         self.env.note_dependency(str(SETTINGS_FILE))
         found = _settings_in_source()
-        in_blocks = {name for name, (block, _, _) in found.items() if block in SETTINGS_BLOCKS}
+        in_blocks = {name for name, (block, _, _) in found.items() if block in self.blocks}
         _check(
             "setting",
             in_blocks,
-            [name for name in SETTING_MEANINGS if name in in_blocks or name not in found],
+            [name for name in self.meanings if name in in_blocks or name not in found],
         )
         rows = []
-        for name, meaning in SETTING_MEANINGS.items():
+        for name, meaning in self.meanings.items():
             if name not in found:
                 continue
             _, variable, default = found[name]
@@ -499,6 +541,13 @@ class SettingsTable(_TableDirective):
                 first = f"``{name}``"
             rows.append([first, default, meaning])
         return rows
+
+
+class SecuritySettingsTable(SettingsTable):
+    """The security settings and the WebSocket limits (see ``SECURITY_SETTING_MEANINGS``)."""
+
+    blocks = SECURITY_SETTINGS_BLOCKS
+    meanings = SECURITY_SETTING_MEANINGS
 
 
 _UNSET = object()
@@ -572,4 +621,5 @@ def setup(app):
     app.add_directive("celery-queue-table", CeleryQueueTable)
     app.add_directive("periodic-task-table", PeriodicTaskTable)
     app.add_directive("lifecycle-settings-table", SettingsTable)
+    app.add_directive("security-settings-table", SecuritySettingsTable)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
