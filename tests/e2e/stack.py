@@ -9,6 +9,8 @@ short schedules beside the first without either seeing the other's pickups.
 
 import json
 import os
+import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -105,6 +107,10 @@ class Stack:
             "CELERY_QUEUE_PREFIX": self.prefix,
             "CHANNEL_LAYER_PREFIX": f"e2e-{self.run_id}",
             "DJANGO_DEBUG": "false",
+            # Production mode refuses the development secret key and redirects plain HTTP to
+            # HTTPS; the stack serves plain HTTP on 127.0.0.1.
+            "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
             "WEB_PORT": str(self.port),
             # The suite (schemathesis above all) sends more than a person would.
             "API_THROTTLE_USER": "100000/min",
@@ -114,6 +120,9 @@ class Stack:
             **(env or {}),
         }
         self.processes: dict[str, subprocess.Popen] = {}
+        self.commands: dict[str, str] = {}
+        # Where each process's current run starts in its log (a restarted process appends).
+        self._log_starts: dict[str, int] = {}
 
     @property
     def http(self) -> str:
@@ -158,13 +167,17 @@ class Stack:
     def _ready(self, name: str) -> bool:
         if self.processes[name].poll() is not None:
             raise RuntimeError(f"{name} exited:\n{self.log(name)}")
+        current = self.log(name)[self._log_starts.get(name, 0) :]
         if name == "beat":
             # Ready once it has read the periodic tasks and sent the first that was due.
-            return "Scheduler: Sending due task" in self.log(name)
-        return "ready." in self.log(name)
+            return "Scheduler: Sending due task" in current
+        return "ready." in current
 
-    def _spawn(self, name: str, command: str) -> None:
-        log = open(self.workdir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+    def _spawn(self, name: str, command: str, *, append: bool = False) -> None:
+        path = self.workdir / f"{name}.log"
+        self._log_starts[name] = len(self.log(name)) if append and path.exists() else 0
+        log = open(path, "a" if append else "w")  # noqa: SIM115 - closed with the process
+        self.commands[name] = command
         # exec: the signal from stop() reaches the process itself, not a shell around it.
         self.processes[name] = subprocess.Popen(
             ["bash", "-c", f"exec {command}"],
@@ -184,7 +197,49 @@ class Stack:
             return False
 
     def log(self, name: str) -> str:
+        """Everything the process wrote, over all its runs when it was restarted."""
         return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+    # --- faults: signals, restarts ------------------------------------------------------------
+
+    def pid(self, name: str) -> int:
+        return self.processes[name].pid
+
+    def children(self, name: str) -> list[int]:
+        """The pids of the process's children (a Celery worker's pool processes)."""
+        return _children(self.pid(name))
+
+    def send_signal(self, name: str, signum: int) -> None:
+        """Send ``signum`` to the process (not to its pool children)."""
+        self.processes[name].send_signal(signum)
+
+    def wait_exit(self, name: str, timeout: float) -> int:
+        """Wait for the process to exit; its exit status (negative: the signal that ended it)."""
+        return self.processes[name].wait(timeout=timeout)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process, wait for it, and make sure none of its children outlive it (a
+        Celery pool process gets SIGKILL from the kernel when its parent dies)."""
+        children = self.children(name)
+        self.processes[name].send_signal(signal.SIGKILL)
+        self.processes[name].wait(timeout=10)
+        _reap(children)
+
+    def start_process(self, name: str, *, timeout: float = 60) -> None:
+        """Start a process of the stack again (after it was killed or stopped) and wait until it
+        is ready; its log goes on in the same file."""
+        if self.processes[name].poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        self._spawn(name, self.commands[name], append=True)
+        if name == "web":
+            wait_until(self._web_ready, timeout=timeout, what="uvicorn to answer /health/")
+        else:
+            wait_until(lambda: self._ready(name), timeout=timeout, what=f"{name} to be ready")
+
+    def restart(self, name: str, *, timeout: float = 60) -> None:
+        """SIGKILL the process and start it again."""
+        self.kill(name)
+        self.start_process(name, timeout=timeout)
 
     def tokens(self, *usernames: str) -> dict[str, str]:
         return {name: self.token(name) for name in usernames}
@@ -226,6 +281,10 @@ class Stack:
             process.kill()
             process.wait()
 
+    def queue_depths(self) -> dict[str, int]:
+        """Messages ready in each of this stack's queues, by short name."""
+        return {queue: self.queue_depth(queue) for queue in WORKERS}
+
     def queue_depth(self, queue: str) -> int:
         """Messages ready in one of this stack's queues (``assignments``, ...), not counting
         those a worker has already taken."""
@@ -253,6 +312,41 @@ class Stack:
             channel.exchange_delete(f"{self.prefix}dead_letter")
         finally:
             connection.close()
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name, in parentheses, may hold spaces: the fields follow its end.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _reap(pids: list[int], timeout: float = 10) -> None:
+    """Wait until the processes ``pids`` are gone; SIGKILL those that are not by then."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 # --- a database of its own on the server E2E_DATABASE_URL names ----------------------------
