@@ -115,6 +115,9 @@ class Stack:
             # The suite (schemathesis above all) sends more than a person would.
             "API_THROTTLE_USER": "100000/min",
             "API_THROTTLE_ANON": "100000/min",
+            # ... and opens more sockets per user (a thousand for four users at once); the
+            # security tests set the real limits on a stack of their own.
+            "WEBSOCKET_MAX_PER_USER": "100000",
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
