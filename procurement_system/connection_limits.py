@@ -7,42 +7,31 @@ abusing the server and the consumer closes it. It lives in the socket's own task
 lock and no shared store; it reads a monotonic clock, never the wall clock.
 
 ``SocketSlot`` caps the sockets one user holds open at once (``WEBSOCKET_MAX_PER_USER``), across
-every web process: the user has that many numbered slots in the default cache (Redis in
-production, shared by all processes), and a socket holds one of them for as long as it is open.
-Taking a slot is the cache's ``add`` (Redis ``SET NX``), so two processes can never take the same
-slot, and no count can drift. Each slot expires after ``WEBSOCKET_SLOT_TTL_SECONDS`` unless its
-socket refreshes it (every third of that), so the slots of a process that crashed, whose sockets
-never said goodbye, come free after at most that long. The trade-off: for up to that long after
+every web process: with the Redis channel layer, each user has a sorted set in the layer's Redis
+of the channel names of their open sockets, each scored with the moment it lapses. A Lua script
+drops the lapsed names, counts the rest and adds the new socket only if there is room, all in one
+atomic step, by Redis's own clock; closing the socket removes its name. Nothing is incremented or
+decremented, so no count can drift. A socket pushes its moment on every third of
+``WEBSOCKET_SLOT_TTL_SECONDS``, so the sockets of a process that crashed, which never said
+goodbye, stop counting at most that long after it died. The trade-off: for up to that long after
 a crash a user may be refused sockets they no longer hold, and a process whose event loop stalls
-for longer than two thirds of it may let a slot lapse, which lets one more socket in.
+for longer than two thirds of it may let a socket lapse, which lets one more in meanwhile. With
+the in-memory channel layer (one process; the tests) the same count is kept in the process.
 """
 
 import asyncio
-import functools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import BaseCache, caches
 
 logger = logging.getLogger(__name__)
 
 
-@functools.cache
-def slot_cache() -> BaseCache:
-    """The default cache, one client for the whole process.
-
-    ``caches["default"]`` is a client per async context: every socket would open a Redis
-    connection pool of its own and keep it for as long as it is open.
-    """
-    return caches.create_connection("default")
-
-
 def monotonic() -> float:
-    """The clock of the rate limiter (tests replace it)."""
+    """The clock of the rate limiter and of the in-process socket count (tests replace it)."""
     return time.monotonic()
 
 
@@ -104,61 +93,133 @@ class FrameRateLimiter:
         return len(self.refused) > self.max_refused
 
 
-class SocketSlot:
-    """One of a user's ``limit`` socket slots, held in the default cache while the socket is open.
+# Drop the lapsed sockets, then add (or refresh) this one if it is counted already or there is
+# room; one atomic step. KEYS[1]: the user's set; ARGV: channel name, limit, seconds to live.
+_TAKE = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1])
+    and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(ttl) + 1)
+return 1
+"""
 
-    A ``limit`` of zero or less turns the cap off. A cache that cannot be reached does not keep
-    users out: the socket is let in without a slot, and the failure is logged.
+
+class RedisSockets:
+    """Each user's open sockets as a sorted set in the Redis of the channel layer."""
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+
+    def _client(self, key: str):
+        return self.layer.connection(self.layer.consistent_hash(key))
+
+    def key(self, user_id: int) -> str:
+        return f"{self.layer.prefix}:ws-sockets:{user_id}"
+
+    async def take(self, user_id: int, name: str, limit: int, ttl: float) -> bool:
+        key = self.key(user_id)
+        script = self._client(key).register_script(_TAKE)
+        return bool(await script(keys=[key], args=[name, limit, ttl]))
+
+    async def give_back(self, user_id: int, name: str) -> None:
+        key = self.key(user_id)
+        await self._client(key).zrem(key, name)
+
+
+class LocalSockets:
+    """The same count in this process, for the in-memory channel layer (which reaches no other
+    process either). Every step runs without an ``await``, so it is atomic on the event loop."""
+
+    def __init__(self) -> None:
+        self.users: dict[int, dict[str, float]] = {}
+
+    async def take(self, user_id: int, name: str, limit: int, ttl: float) -> bool:
+        now = monotonic()
+        sockets = {n: t for n, t in self.users.get(user_id, {}).items() if t > now}
+        self.users[user_id] = sockets
+        if name not in sockets and len(sockets) >= limit:
+            return False
+        sockets[name] = now + ttl
+        return True
+
+    async def give_back(self, user_id: int, name: str) -> None:
+        sockets = self.users.get(user_id, {})
+        sockets.pop(name, None)
+        if not sockets:
+            self.users.pop(user_id, None)
+
+
+local_sockets = LocalSockets()
+
+
+def sockets_of(layer) -> RedisSockets | LocalSockets:
+    if hasattr(layer, "consistent_hash") and hasattr(layer, "connection"):
+        return RedisSockets(layer)
+    return local_sockets
+
+
+class SocketSlot:
+    """A socket's place among its user's at most ``limit`` open sockets, kept while it is open.
+
+    A ``limit`` of zero or less turns the cap off. A store that cannot be reached does not keep
+    users out: the socket is let in uncounted, and the failure is logged.
     """
 
     def __init__(
         self,
         user_id: int,
         channel_name: str,
+        channel_layer,
         *,
         limit: int | None = None,
-        ttl: int | None = None,
+        ttl: float | None = None,
     ) -> None:
         self.user_id = user_id
         self.channel_name = channel_name
+        self.sockets = sockets_of(channel_layer)
         self.limit = settings.WEBSOCKET_MAX_PER_USER if limit is None else limit
         self.ttl = settings.WEBSOCKET_SLOT_TTL_SECONDS if ttl is None else ttl
-        self.key: str | None = None
+        self.held = False
         self._keeper: asyncio.Task | None = None
 
-    def keys(self) -> list[str]:
-        return [f"ws-slot:{self.user_id}:{index}" for index in range(self.limit)]
-
     async def acquire(self) -> bool:
-        """Take a free slot and keep it fresh; False when the user holds them all."""
+        """Take a place and keep it fresh; False when the user's sockets are all open."""
         if self.limit <= 0:
             return True
         try:
-            self.key = await sync_to_async(self._take, thread_sensitive=False)()
+            self.held = await self.sockets.take(
+                self.user_id, self.channel_name, self.limit, self.ttl
+            )
         except Exception:
-            logger.exception("socket slots unavailable; user %s let in uncounted", self.user_id)
+            logger.exception("socket count unavailable; user %s let in uncounted", self.user_id)
             return True
-        if self.key is None:
-            return False
-        self._keeper = asyncio.create_task(self._keep())
-        return True
+        if self.held:
+            self._keeper = asyncio.create_task(self._keep())
+        return self.held
 
     async def release(self) -> None:
         if self._keeper is not None:
             self._keeper.cancel()
             self._keeper = None
-        if self.key is None:
+        if not self.held:
             return
-        key, self.key = self.key, None
+        self.held = False
         try:
-            await sync_to_async(self._give_back, thread_sensitive=False)(key)
+            await self.sockets.give_back(self.user_id, self.channel_name)
         except Exception:
-            logger.exception("could not free socket slot %s; it expires on its own", key)
+            logger.exception("could not uncount a socket of user %s; it lapses", self.user_id)
 
     async def refresh(self) -> None:
-        """Push the slot's expiry on; take it again if it lapsed meanwhile (and is still free)."""
-        if self.key is not None:
-            await sync_to_async(self._touch, thread_sensitive=False)(self.key)
+        """Push the moment the place lapses on; take it again if it lapsed meanwhile and there
+        is room."""
+        if self.held:
+            await self.sockets.take(self.user_id, self.channel_name, self.limit, self.ttl)
 
     async def _keep(self) -> None:
         while True:
@@ -166,25 +227,4 @@ class SocketSlot:
             try:
                 await self.refresh()
             except Exception:
-                logger.exception("could not refresh socket slot %s", self.key)
-
-    # The cache calls, run in a worker thread (Django's cache API is synchronous).
-
-    def _take(self) -> str | None:
-        cache = slot_cache()
-        keys = self.keys()
-        held = cache.get_many(keys)
-        for key in keys:
-            if key not in held and cache.add(key, self.channel_name, timeout=self.ttl):
-                return key
-        return None
-
-    def _touch(self, key: str) -> None:
-        cache = slot_cache()
-        if not cache.touch(key, timeout=self.ttl):
-            cache.add(key, self.channel_name, timeout=self.ttl)
-
-    def _give_back(self, key: str) -> None:
-        cache = slot_cache()
-        if cache.get(key) == self.channel_name:  # not a slot that lapsed and went to another
-            cache.delete(key)
+                logger.exception("could not refresh a socket of user %s", self.user_id)

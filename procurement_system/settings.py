@@ -264,9 +264,9 @@ WEBSOCKET_RATE = env.float("WEBSOCKET_RATE", default=20.0)
 WEBSOCKET_BURST = env.int("WEBSOCKET_BURST", default=40)
 WEBSOCKET_MAX_REFUSED = env.int("WEBSOCKET_MAX_REFUSED", default=20)
 WEBSOCKET_REFUSED_WINDOW_SECONDS = env.float("WEBSOCKET_REFUSED_WINDOW_SECONDS", default=10.0)
-# Sockets one user may hold open at once, over every web process (counted in the default
-# cache; 0 turns it off); one more closes with 4409. A socket's slot lapses this many seconds
-# after its process stopped refreshing it (a crash).
+# Sockets one user may hold open at once, over every web process (counted in the channel
+# layer's Redis; 0 turns it off); one more closes with 4409. An open socket stops counting this
+# many seconds after its process stopped refreshing it (a crash).
 WEBSOCKET_MAX_PER_USER = env.int("WEBSOCKET_MAX_PER_USER", default=20)
 WEBSOCKET_SLOT_TTL_SECONDS = env.int("WEBSOCKET_SLOT_TTL_SECONDS", default=120)
 

@@ -42,7 +42,7 @@ class JsonActionConsumer(AsyncWebsocketConsumer):
         has_slot = False
         if authenticated:
             # Before accepting, so that nothing a client may expect once it is open comes later.
-            self.slot = SocketSlot(user.pk, self.channel_name)
+            self.slot = SocketSlot(user.pk, self.channel_name, self.channel_layer)
             has_slot = await self.slot.acquire()
         # Accept first: a close before accept is an HTTP 403 and the client never sees the code.
         await self.accept()

@@ -214,9 +214,9 @@ SECURITY_SETTING_MEANINGS = {
     "WEBSOCKET_REFUSED_WINDOW_SECONDS": "The window in which refused frames are counted.",
     "WEBSOCKET_MAX_PER_USER": "Sockets one user may hold open at once, over all web processes "
     "and both endpoints; one more closes with ``4409``. ``0`` turns the cap off.",
-    "WEBSOCKET_SLOT_TTL_SECONDS": "How long a socket's slot outlives the last refresh (every "
-    "third of it) from its process: the time after a crash until the crashed process's sockets "
-    "stop counting.",
+    "WEBSOCKET_SLOT_TTL_SECONDS": "How long an open socket keeps counting after the last "
+    "refresh (every third of it) from its process: the time after a crash until the crashed "
+    "process's sockets stop counting.",
 }
 
 SETTINGS_FILE = Path(__file__).resolve().parents[2] / "procurement_system" / "settings.py"

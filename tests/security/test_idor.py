@@ -18,6 +18,7 @@ from django.test import Client
 from notifications.models import Notification
 from pickups import services
 from pickups.models import LocationPoint, PickupRequest, Receipt
+from procurement_system.connection_limits import local_sockets
 from tests.consumers import ask, connect, token_for
 from tests.factories import HOME, UserFactory, VendorFactory, client_for, create_pickup, member_of
 from vendors.models import Vendor
@@ -37,11 +38,14 @@ def as_if_missing(answer: dict, real_id: int) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def empty_cache(settings):
+def fresh_counts(settings):
+    """Throttle counts and open sockets of other tests stay out of these."""
     settings.WEBSOCKET_RATE = 0  # a sweep sends far more frames than a person would
     caches["default"].clear()
+    local_sockets.users.clear()
     yield
     caches["default"].clear()
+    local_sockets.users.clear()
 
 
 def advance(pickup_id: int, member, *steps: str) -> None:

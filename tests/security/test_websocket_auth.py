@@ -11,6 +11,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from procurement_system.asgi import application
+from procurement_system.connection_limits import local_sockets
 from procurement_system.websocket import CLOSE_UNAUTHENTICATED
 from tests.consumers import ask, connect, token_for
 from tests.factories import UserFactory
@@ -24,10 +25,13 @@ ENDPOINTS = ("/ws/pickups/", "/ws/notifications/")
 
 
 @pytest.fixture(autouse=True)
-def empty_cache():
+def fresh_counts():
+    """Throttle counts and open sockets of other tests stay out of these."""
     caches["default"].clear()
+    local_sockets.users.clear()
     yield
     caches["default"].clear()
+    local_sockets.users.clear()
 
 
 @pytest.fixture

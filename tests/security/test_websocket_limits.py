@@ -1,31 +1,41 @@
 """WebSocket limits: a frame rate per socket (error frames, then 4429), a cap on the sockets one
-user holds open (4409) counted in the shared cache, and frames over 64 KB (1009).
+user holds open (4409), and frames over 64 KB (1009).
 
 The rate limiter reads ``connection_limits.monotonic``, which these tests replace with a clock
-they move by hand, so nothing sleeps. The socket cap is counted in the default cache: a local
-memory cache here, Redis across processes in production (``tests/e2e/test_security.py``).
+they move by hand, so nothing sleeps. The socket cap is counted in the process with the in-memory
+channel layer of the consumer tests, and in Redis with the Redis channel layer: the tests of the
+count run against both (Redis on 127.0.0.1:6379), and ``tests/e2e/test_security.py`` against two
+uvicorn processes.
 """
 
 import asyncio
 import json
-from types import SimpleNamespace
+import uuid
 
 import pytest
 from channels.db import database_sync_to_async
-from django.core.cache import caches
-from django.core.cache.backends import base as cache_base
-from django.core.cache.backends import locmem
+from channels.layers import InMemoryChannelLayer
+from channels_redis.core import RedisChannelLayer
 
 from pickups.models import PickupRequest
 from procurement_system import connection_limits
-from procurement_system.connection_limits import FrameRateLimiter, SocketSlot
+from procurement_system.connection_limits import (
+    FrameRateLimiter,
+    RedisSockets,
+    SocketSlot,
+    local_sockets,
+    sockets_of,
+)
 from procurement_system.websocket import (
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_MANY_SOCKETS,
 )
+from tests.conftest import require_service
 from tests.consumers import ask, connect, token_for
 from tests.factories import UserFactory
+
+REDIS = "redis://127.0.0.1:6379/15"  # a database of its own
 
 
 class Clock:
@@ -40,29 +50,17 @@ class Clock:
 
 
 @pytest.fixture(autouse=True)
-def empty_cache():
-    """Slots left by other tests' sockets stay out of these, and these leave none behind."""
-    caches["default"].clear()
+def no_sockets_counted():
+    """Sockets that other tests left open stay out of these, and these leave none behind."""
+    local_sockets.users.clear()
     yield
-    caches["default"].clear()
+    local_sockets.users.clear()
 
 
 @pytest.fixture
 def clock(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(connection_limits, "monotonic", clock)
-    return clock
-
-
-@pytest.fixture
-def cache_clock(monkeypatch):
-    """Wall-clock time as the local memory cache sees it (expiry), moved by hand."""
-    import time
-
-    clock = Clock(time.time())
-    fake = SimpleNamespace(time=clock)
-    monkeypatch.setattr(locmem, "time", fake)
-    monkeypatch.setattr(cache_base, "time", fake)
     return clock
 
 
@@ -318,57 +316,125 @@ async def test_a_session_socket_counts_like_a_token_socket(customer, settings):
     await first.disconnect()
 
 
-# --- the slots themselves (what several processes share) ----------------------------------------
+# --- the count itself (what several processes share) ------------------------------------------
 
 
-async def test_slots_are_shared_by_every_process_through_the_cache():
-    """Two processes are two ``SocketSlot`` sets over one cache; neither may take a held slot."""
-    process_a = [SocketSlot(7, f"a.{n}", limit=3, ttl=60) for n in range(2)]
-    process_b = [SocketSlot(7, f"b.{n}", limit=3, ttl=60) for n in range(2)]
-    taken = [await slot.acquire() for slot in (*process_a, *process_b)]
+class Store:
+    """The count as several processes see it, and a way to let time pass for it."""
+
+    def __init__(self, kind: str, clock: Clock) -> None:
+        self.kind = kind
+        self.clock = clock
+        self.prefix = f"test-{uuid.uuid4().hex[:8]}"
+        self.layers = []
+
+    def process(self):
+        """The channel layer of one more process."""
+        if self.kind == "local":
+            return InMemoryChannelLayer()  # one process only: the in-memory layer reaches no other
+        layer = RedisChannelLayer(hosts=[REDIS], prefix=self.prefix)
+        self.layers.append(layer)
+        return layer
+
+    def slot(self, layer, name: str, user_id: int = 7, limit: int = 2, ttl: float = 1.0):
+        return SocketSlot(user_id, name, layer, limit=limit, ttl=ttl)
+
+    async def wait(self, seconds: float) -> None:
+        if self.kind == "local":
+            self.clock.advance(seconds)
+        else:
+            await asyncio.sleep(seconds)  # Redis's own clock
+
+    async def close(self) -> None:
+        for layer in self.layers:
+            keys = [RedisSockets(layer).key(user) for user in (7, 8)]
+            await layer.connection(0).delete(*keys)
+            await layer.flush()
+
+
+@pytest.fixture(params=["local", "redis"])
+async def store(request, clock):
+    if request.param == "redis":
+        require_service("Redis", 6379)
+    store = Store(request.param, clock)
+    yield store
+    await store.close()
+
+
+def test_the_redis_layer_counts_in_redis_and_the_in_memory_layer_in_the_process():
+    layer = RedisChannelLayer(hosts=[REDIS])
+    assert isinstance(sockets_of(layer), RedisSockets)
+    assert sockets_of(InMemoryChannelLayer()) is local_sockets
+
+
+async def test_the_count_is_shared_by_every_process(store):
+    one, two = store.process(), store.process()
+    first = [store.slot(one, "a.1", limit=3), store.slot(one, "a.2", limit=3)]
+    second = [store.slot(two, "b.1", limit=3), store.slot(two, "b.2", limit=3)]
+    taken = [await slot.acquire() for slot in (*first, *second)]
     assert taken == [True, True, True, False]
-    assert len({slot.key for slot in (*process_a, process_b[0])}) == 3
-    await process_a[0].release()
-    assert await process_b[1].acquire()
-    assert not await SocketSlot(7, "c.0", limit=3, ttl=60).acquire()
-    assert await SocketSlot(8, "c.1", limit=3, ttl=60).acquire()  # another user's own slots
-    for slot in (*process_a, *process_b):
+    await first[0].release()
+    assert await second[1].acquire()
+    assert not await store.slot(one, "c.1", limit=3).acquire()
+    assert await store.slot(two, "c.2", user_id=8, limit=3).acquire()  # another user's own
+    for slot in (*first, *second):
         await slot.release()
-    assert caches["default"].get_many(SocketSlot(7, "x", limit=3).keys()) == {}
+    assert await store.slot(one, "d.1", limit=1, user_id=8).acquire() is False  # c.2 is open
+    for user in (7, 8):
+        await store.slot(one, "x", user_id=user).release()  # never held: changes nothing
 
 
-async def test_a_crashed_process_frees_its_slots_when_they_expire(cache_clock):
-    crashed = [SocketSlot(7, f"dead.{n}", limit=2, ttl=60) for n in range(2)]
+async def test_a_crashed_process_stops_counting_when_its_sockets_lapse(store):
+    layer = store.process()
+    crashed = [store.slot(layer, f"dead.{n}") for n in range(2)]
     for slot in crashed:
         assert await slot.acquire()
         slot._keeper.cancel()  # the process died: no refresh, no release
-    assert not await SocketSlot(7, "new.0", limit=2, ttl=60).acquire()
-    cache_clock.advance(59)
-    assert not await SocketSlot(7, "new.1", limit=2, ttl=60).acquire()
-    cache_clock.advance(2)
-    fresh = SocketSlot(7, "new.2", limit=2, ttl=60)
+    assert not await store.slot(store.process(), "new.1").acquire()
+    await store.wait(1.1)  # the TTL
+    fresh = store.slot(store.process(), "new.2")
     assert await fresh.acquire()
     await fresh.release()
 
 
-async def test_an_open_socket_keeps_its_slot_by_refreshing_it(cache_clock):
-    slot = SocketSlot(7, "alive", limit=1, ttl=60)
+async def test_an_open_socket_keeps_counting_by_refreshing(store):
+    layer = store.process()
+    slot = store.slot(layer, "alive", limit=1, ttl=2.0)
     assert await slot.acquire()
     slot._keeper.cancel()  # driven by hand here
-    for _ in range(5):
-        cache_clock.advance(40)  # every third of the TTL... and a bit late
+    for _ in range(2):
+        await store.wait(1.3)  # two thirds of the TTL, and a bit
         await slot.refresh()
-    assert not await SocketSlot(7, "other", limit=1, ttl=60).acquire()
-    # A slot that lapsed anyway (a stalled process) is taken again while it is free.
-    caches["default"].delete(slot.key)
-    await slot.refresh()
-    assert caches["default"].get(slot.key) == "alive"
+    assert not await store.slot(layer, "other", limit=1, ttl=2.0).acquire()
     await slot.release()
+    assert await store.slot(layer, "other", limit=1, ttl=2.0).acquire()
+
+
+async def test_a_socket_that_lapsed_counts_again_on_refresh_if_there_is_room(store):
+    layer = store.process()
+    slot = store.slot(layer, "stalled", limit=1)
+    assert await slot.acquire()
+    slot._keeper.cancel()
+    await store.wait(1.1)  # its process stalled past the TTL
+    newcomer = store.slot(layer, "newcomer", limit=1)
+    assert await newcomer.acquire()
+    await slot.refresh()  # no room: stays uncounted, and the newcomer keeps its place
+    await newcomer.release()
+    await slot.refresh()  # room again
+    assert not await store.slot(layer, "third", limit=1).acquire()
+    await slot.release()
+
+
+async def test_no_cap_when_the_limit_is_zero(store):
+    layer = store.process()
+    slots = [store.slot(layer, f"s.{n}", limit=0) for n in range(50)]
+    assert all([await slot.acquire() for slot in slots])
+    assert await store.slot(layer, "counted", limit=1).acquire()  # none of the 50 counted
 
 
 async def test_the_keeper_refreshes_on_its_own(monkeypatch):
     refreshed = []
-    slot = SocketSlot(7, "alive", limit=1, ttl=0.3)  # refreshed every 0.1 s
+    slot = SocketSlot(7, "alive", InMemoryChannelLayer(), limit=1, ttl=0.3)  # every 0.1 s
 
     async def refresh():
         refreshed.append(True)
@@ -385,27 +451,9 @@ async def test_the_keeper_refreshes_on_its_own(monkeypatch):
     assert keeper.cancelled()
 
 
-async def test_release_leaves_a_slot_that_went_to_another_socket():
-    mine = SocketSlot(7, "mine", limit=1, ttl=60)
-    assert await mine.acquire()
-    caches["default"].set(mine.key, "someone-else", 60)  # mine lapsed and was taken meanwhile
-    key = mine.key
-    await mine.release()
-    assert caches["default"].get(key) == "someone-else"
-
-
-async def test_no_cap_when_the_limit_is_zero():
-    slots = [SocketSlot(7, f"s.{n}", limit=0, ttl=60) for n in range(50)]
-    assert all([await slot.acquire() for slot in slots])
-    assert caches["default"].get("ws-slot:7:0") is None
-
-
-async def test_an_unreachable_cache_lets_users_in_and_says_so(monkeypatch, caplog):
-    def down():
-        raise ConnectionError("Redis is down")
-
-    slot = SocketSlot(7, "s", limit=1, ttl=60)
-    monkeypatch.setattr(slot, "_take", down)
+async def test_an_unreachable_store_lets_users_in_and_says_so(caplog):
+    layer = RedisChannelLayer(hosts=["redis://127.0.0.1:1/0"])  # nothing listens there
+    slot = SocketSlot(7, "s", layer, limit=1)
     assert await slot.acquire()
-    assert "socket slots unavailable" in caplog.text
-    await slot.release()
+    assert "socket count unavailable" in caplog.text
+    await slot.release()  # held nothing: asks nothing
