@@ -11,12 +11,14 @@ written to ``faults-figures.json`` in the run's temporary directory, and
 ``docs/reliability.rst`` reports them.
 """
 
+import fcntl
 import json
 import os
 import platform
 import socket
 import sqlite3
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -108,7 +110,15 @@ class World:
 
 
 @pytest.fixture(scope="session")
-def fault_stack(tmp_path_factory):
+def one_run_per_machine():
+    """Each run restarts the machine's RabbitMQ and Redis: a second run waits for the first."""
+    with open(os.path.join(tempfile.gettempdir(), "procurement-faults.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture(scope="session")
+def fault_stack(tmp_path_factory, one_run_per_machine):
     require_service("RabbitMQ", 5672)
     require_service("Redis", 6379)
     stack = Stack(
