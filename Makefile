@@ -44,10 +44,11 @@ test: install
 	$(BIN)/pytest
 	$(MAKE) docs
 
-# The unit and consumer tests again, on PostgreSQL (the local server, or TEST_DATABASE_URL).
+# The unit and consumer tests again, on PostgreSQL (the local server, or TEST_DATABASE_URL); the
+# end-to-end and fault-injection suites, which start real processes, run once, in `make test`.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 test-postgres: install
-	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest --ignore=tests/e2e
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest --ignore=tests/e2e --ignore=tests/faults
 
 # The Postman collection and environment in docs/postman/, made from the OpenAPI schema.
 postman: install
