@@ -62,8 +62,10 @@ ERROR_CODES: dict[str, str] = {
     "not_found": "The object does not exist or is not yours to see.",
     "forbidden": "You can see the object but your role may not perform this action on it.",
     "invalid_transition": "The pickup's current status does not allow this action.",
-    "rate_limited": "WebSocket: the action was sent more often than it may be (a vendor's "
-    "``location`` more than about once a second per pickup); the frame was dropped.",
+    "rate_limited": "WebSocket: the frame was not processed because it came too fast: over the "
+    "socket's frame rate (``WEBSOCKET_RATE`` a second, bursts of ``WEBSOCKET_BURST``; keeping on "
+    "closes the socket with 4429), or a vendor's ``location`` more than once a second per "
+    "pickup. Wait and send it again.",
     "not_authenticated": "REST only: no credentials, or a wrong or revoked token (HTTP 401). "
     "On the WebSocket the handshake closes with 4401 instead.",
     "method_not_allowed": "REST only: the endpoint does not take this HTTP method (405).",
