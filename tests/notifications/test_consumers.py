@@ -173,3 +173,22 @@ async def test_replay_beyond_the_newest_does_not_swallow_later_notifications(use
     rows = await stored(user, 1, start=2)
     await push(user, rows[0])
     assert await received_ids(socket, 3) == [3]
+
+
+async def test_a_channel_over_capacity_loses_nothing(user, settings):
+    """channels drops group messages for a channel that is full; the socket still delivers every
+    notification once and in order, filling the gap from the database at the next one."""
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 2}}
+    }
+    key = await database_sync_to_async(token_for)(user)
+    socket = await connect("/ws/notifications/", key)
+    assert (await ask(socket, {"action": "ping", "request_id": "p"}))["type"] == "pong"
+    burst = await stored(user, 10)
+    for notification in burst:  # no await yields to the consumer: the channel fills at 2
+        await push(user, notification)
+    [last] = await stored(user, 1, start=10)
+    await push(user, last)
+    ids = await received_ids(socket, until_id=last["id"])
+    assert ids == list(range(1, 12))
+    assert await socket.receive_nothing(timeout=0.2)
