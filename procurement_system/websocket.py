@@ -91,7 +91,7 @@ class JsonActionConsumer(AsyncWebsocketConsumer):
             return
         try:
             content = json.loads(text_data)  # strict: NaN and Infinity are refused
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested ~1000 levels deep
             await self.send_error(None, BadRequest("The frame is not valid JSON."))
             return
         if not isinstance(content, dict):
@@ -156,7 +156,7 @@ def _request_id_of(text_data: str | None) -> str | None:
     """The frame's ``request_id`` when it has a valid one, so a refusal can carry it."""
     try:
         content = json.loads(text_data) if text_data is not None else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     request_id = content.get("request_id") if isinstance(content, dict) else None
     return request_id if isinstance(request_id, str) and len(request_id) <= 200 else None

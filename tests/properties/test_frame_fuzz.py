@@ -431,13 +431,6 @@ def test_random_frames_get_documented_answers_and_nothing_breaks(parties, caplog
     assert not errors, [r.getMessage() for r in errors]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="Bug: a text frame nested about 1000 levels deep (under 2 KB, far below the 64 KB "
-    "limit) makes json.loads raise RecursionError, which the protocol layer does not catch (it "
-    "catches ValueError only), so the consumer crashes instead of answering bad_request.",
-)
 def test_deeply_nested_frames_are_answered(parties, caplog):
     """Every depth that fits in a frame is answered like any other frame (with bad_request, or
     a validation error for an action's fields), on both endpoints."""
