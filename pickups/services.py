@@ -312,17 +312,24 @@ def pickup_expire(*, pickup_id: int) -> PickupRequest | None:
 
 
 def _expire(pickup: PickupRequest) -> None:
-    vendor_id = pickup.vendor_id
-    held = Status(pickup.status) in CAPACITY_HELD
-    _change(pickup, Event.EXPIRE, actor=None, vendor=None)
-    if held:
-        _release(vendor_id)
+    vendor_id = _end(pickup, Event.EXPIRE, actor=None)
     _announce(
         pickup,
         "pickup.expired",
         f"Pickup #{pickup.pk} expired: its window ended before it was collected.",
         vendor_id=vendor_id,
     )
+
+
+def _end(pickup: PickupRequest, event: Event, *, actor: AbstractBaseUser | None) -> int | None:
+    """Move the pickup to a terminal status that lets its vendor go (cancel, expire), giving back
+    the capacity unit it held; return that vendor's id, to tell its members."""
+    vendor_id = pickup.vendor_id
+    held = Status(pickup.status) in CAPACITY_HELD
+    _change(pickup, event, actor=actor, vendor=None)
+    if held:
+        _release(vendor_id)
+    return vendor_id
 
 
 def _window_over(pickup: PickupRequest) -> bool:
@@ -458,11 +465,7 @@ def pickup_cancel(*, pickup_id: int, by: AbstractBaseUser, reason: str = "") -> 
         pickup = _locked_visible(pickup_id, by)
         if pickup.customer_id != by.pk:
             raise Forbidden("Only the customer can cancel a pickup.")
-        vendor_id = pickup.vendor_id
-        held = Status(pickup.status) in CAPACITY_HELD
-        _change(pickup, Event.CANCEL, actor=by, vendor=None)
-        if held:
-            _release(vendor_id)
+        vendor_id = _end(pickup, Event.CANCEL, actor=by)
         _announce(
             pickup,
             "pickup.cancelled",
