@@ -5,9 +5,13 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 WEB_PORT ?= 8000
 FLOWER_PORT ?= 5555
-export WEB_PORT FLOWER_PORT
+# Where the admin's links to Flower point: the Flower that `make run` starts.
+FLOWER_URL ?= http://127.0.0.1:$(FLOWER_PORT)
+export WEB_PORT FLOWER_PORT FLOWER_URL
+# The Procfile's Flower login unless FLOWER_BASIC_AUTH gives another.
+FLOWER_LOGIN = $(if $(FLOWER_BASIC_AUTH),the FLOWER_BASIC_AUTH user,admin / demo-pass-123)
 
-.PHONY: install prepare run test test-postgres postman docs lint clean
+.PHONY: install prepare run test test-postgres bench postman docs lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +35,12 @@ prepare: install
 run: prepare
 	@echo
 	@echo "Starting web, a worker per queue (assignments, notifications, maintenance), beat and Flower:"
-	@echo "  Web and admin        http://127.0.0.1:$(WEB_PORT)/admin/   (admin / demo-pass-123)"
+	@echo "  Portal and pages     http://127.0.0.1:$(WEB_PORT)/   (alice, victor, vera, vince / demo-pass-123)"
+	@echo "  Admin                http://127.0.0.1:$(WEB_PORT)/admin/   (admin / demo-pass-123)"
 	@echo "  API token            POST http://127.0.0.1:$(WEB_PORT)/api/auth/token/"
 	@echo "  Pickups WebSocket    ws://127.0.0.1:$(WEB_PORT)/ws/pickups/"
 	@echo "  Notifications        ws://127.0.0.1:$(WEB_PORT)/ws/notifications/"
-	@echo "  Flower               http://127.0.0.1:$(FLOWER_PORT)/   (admin / demo-pass-123)"
+	@echo "  Flower               $(FLOWER_URL)/   ($(FLOWER_LOGIN))"
 	@echo "  Docs                 make docs, then open docs/_build/html/index.html"
 	@echo
 	$(BIN)/honcho start -f Procfile
@@ -44,11 +49,20 @@ test: install
 	$(BIN)/pytest
 	$(MAKE) docs
 
-# The unit and consumer tests again, on PostgreSQL (the local server, or TEST_DATABASE_URL); the
-# end-to-end and fault-injection suites, which start real processes, run once, in `make test`.
+# The suite again, on PostgreSQL (the local server, or TEST_DATABASE_URL): the unit tests in a test
+# database, and each end-to-end stack in a database of its own on that server. The fault suite,
+# which restarts the shared RabbitMQ and Redis for minutes, runs once, in `make test` (it passes
+# with E2E_DATABASE_URL too); so does the small benchmark, which is on PostgreSQL anyway.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 test-postgres: install
-	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest --ignore=tests/e2e --ignore=tests/faults
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) E2E_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest \
+		--ignore=tests/faults --ignore=tests/test_bench.py
+
+# The load benchmark of the whole pipeline on a stack of its own (docs/benchmark.rst): about a
+# quarter of an hour; writes its figures and plots into docs/benchmark/. BENCH_ARGS=--quick runs
+# every scenario small, in about a minute (the suite runs that once, in tests/test_bench.py).
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The Postman collection and environment in docs/postman/, made from the OpenAPI schema.
 postman: install

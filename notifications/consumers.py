@@ -3,13 +3,13 @@
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from rest_framework import serializers
 
 from notifications import selectors
 from notifications.push import user_group
 from notifications.services import notifications_mark_read
+from procurement_system.database import database_sync_to_async
 from procurement_system.errors import BadRequest
 from procurement_system.serializers import MAX_ID, validated, whole_number
 from procurement_system.websocket import JsonActionConsumer
@@ -60,7 +60,7 @@ class NotificationConsumer(JsonActionConsumer):
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.leave(self.group)
         await super().disconnect(code)
 
     async def notification_message(self, event: dict[str, Any]) -> None:

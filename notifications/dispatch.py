@@ -1,18 +1,18 @@
-"""Fan-out: the caller decides who is told; each notification is stored with the change and
-pushed by one task per recipient once the change has committed."""
+"""Fan-out: the caller decides who is told; each notification is stored with the change, and
+one task per event pushes them all once the change has committed."""
 
 from typing import Any
 
 from notifications.kinds import KINDS
 from notifications.services import notification_store
-from notifications.tasks import send_notification_task
+from notifications.tasks import push_notifications_task
 
 
 def notify(
     *, messages: dict[int, str], kind: str, data: dict[str, Any], event_key: str
 ) -> list[int]:
     """Store a notification for each recipient (user id → text) in the caller's transaction, and
-    enqueue its ``send_notification_task`` to run after commit. Returns the recipients for whom
+    enqueue one ``push_notifications_task`` for the new ones, to run after commit. Returns the recipients for whom
     it is new (an event stored before, under the same key, is neither stored nor sent again).
 
     Storing inside the transaction that made the change means the notification commits with it
@@ -29,5 +29,6 @@ def notify(
         _, created = notification_store(user_id=user_id, **payload)
         if created:
             new.append(user_id)
-            send_notification_task.delay_on_commit(user_id, payload)
+    if new:
+        push_notifications_task.delay_on_commit(new, event_key)
     return new

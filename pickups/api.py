@@ -1,7 +1,11 @@
 """``/api/pickups/``: the WebSocket's pickup actions over HTTP, through the same services."""
 
+from datetime import UTC
+
 import django_filters
+from django import forms
 from django.db.models import QuerySet
+from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -35,10 +39,28 @@ from procurement_system.serializers import validated
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
+class UtcDateTimeField(IsoDateTimeField):
+    """An ISO 8601 moment, as UTC: any offset ISO 8601 allows (up to ±23:59) reaches the
+    database as UTC, since PostgreSQL takes offsets of at most ±15:59."""
+
+    def to_python(self, value):
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("Out of the range of dates.") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class PickupFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=STATUS_CHOICES)
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = PickupRequest

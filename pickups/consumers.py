@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from rest_framework import serializers
 
@@ -18,6 +17,7 @@ from pickups.serializers import (
     VendorStepSerializer,
 )
 from pickups.transitions import Status
+from procurement_system.database import database_sync_to_async
 from procurement_system.errors import BadRequest
 from procurement_system.serializers import validated
 from procurement_system.websocket import JsonActionConsumer
@@ -64,9 +64,7 @@ class PickupConsumer(JsonActionConsumer):
 
     async def disconnect(self, code: int) -> None:
         for pickup_id in getattr(self, "following", {}):
-            await self.channel_layer.group_discard(
-                tracking.pickup_room(pickup_id), self.channel_name
-            )
+            await self.leave(tracking.pickup_room(pickup_id))
         await super().disconnect(code)
 
     async def action_create(self, content: dict[str, Any]) -> dict[str, Any]:

@@ -1,3 +1,5 @@
+import uuid
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -47,6 +49,9 @@ class PickupRequest(models.Model):
     next_retry_at = models.DateTimeField(null=True, blank=True)
     # The vendor's last reported position while en route: {lat, lon, heading, speed, at}.
     vendor_position = models.JSONField(null=True, blank=True)
+    # One id for everything that happens to this pickup, from the request that created it through
+    # every task and notification: in the logs and the domain events.
+    correlation_id = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -203,3 +208,52 @@ class ReceiptLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actual_kg} kg {self.material_id} = {self.amount}"
+
+
+class DomainEvent(models.Model):
+    """One pickup transition, told to other systems (ERP, accounting): the transactional outbox.
+
+    Written in the transaction that makes the change, so an event exists exactly when its change
+    committed; the relay (``pickups.outbox``) publishes it to RabbitMQ afterwards and stamps
+    ``published_at`` once the broker confirmed it. ``id`` is the order of publication.
+    """
+
+    # Stable across redeliveries: the message id, by which consumers drop duplicates.
+    event_id = models.UUIDField(unique=True, editable=False)
+    event = models.CharField(max_length=20)
+    routing_key = models.CharField(max_length=40)
+    # No foreign key: an event is a fact about the past, and outlives what it describes.
+    pickup_id = models.BigIntegerField(db_index=True)
+    # The message body, as ``pickups/events_schema.json`` describes it.
+    payload = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Null until RabbitMQ confirmed the message.
+    published_at = models.DateTimeField(null=True, blank=True)
+    # Publish attempts, and the error of the last one that failed (empty once published).
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The relay's "unpublished, in order" and the purge's "published before".
+            models.Index(fields=["published_at", "id"], name="domain_event_relay"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.routing_key} #{self.pickup_id} ({self.event_id})"
+
+
+class EventRelayLease(models.Model):
+    """Who relays domain events now, and until when: one relay at a time keeps them in order.
+
+    A relay takes the lease with one conditional update (free or expired), renews it after each
+    batch and gives it back when done; a relay that died holding it loses it when it expires.
+    """
+
+    name = models.CharField(max_length=40, primary_key=True)
+    holder = models.CharField(max_length=40, blank=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder or 'free'} until {self.expires_at}"

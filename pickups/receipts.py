@@ -21,8 +21,7 @@ def receipt_issue(*, pickup_id: int) -> tuple[Receipt | None, bool]:
     """Issue the receipt of a completed pickup and tell both parties; return it and whether it
     is new. A pickup that is not completed gets none (None); issuing twice returns the first.
 
-    Each line is a material with its actual weight, at the price per kg the vendor quoted with
-    its offer (its current price, should the quote be missing), rounded half up to the cent.
+    Each line is a material with its actual weight at its price (see ``receipt_lines``).
     """
     with transaction.atomic():
         pickup = (
@@ -37,25 +36,7 @@ def receipt_issue(*, pickup_id: int) -> tuple[Receipt | None, bool]:
         if existing is not None:
             return existing, False
         vendor = pickup.vendor
-        current_prices = dict(
-            VendorMaterial.objects.filter(vendor=vendor).values_list("material_id", "price_per_kg")
-        )
-        lines = []
-        for item in pickup.items.select_related("material"):
-            price = item.price_per_kg
-            if price is None:
-                price = current_prices.get(item.material_id, Decimal("0"))
-            actual = item.actual_kg if item.actual_kg is not None else Decimal("0")
-            lines.append(
-                ReceiptLine(
-                    material=item.material,
-                    material_name=item.material.name,
-                    estimated_kg=item.estimated_kg,
-                    actual_kg=actual,
-                    price_per_kg=price,
-                    amount=(actual * price).quantize(CENT, rounding=ROUND_HALF_UP),
-                )
-            )
+        lines = receipt_lines(pickup)
         receipt = Receipt.objects.create(
             pickup=pickup,
             vendor=vendor,
@@ -84,6 +65,34 @@ def receipt_issue(*, pickup_id: int) -> tuple[Receipt | None, bool]:
             event_key=f"pickup:{pickup.pk}:receipt",
         )
         return receipt, True
+
+
+def receipt_lines(pickup: PickupRequest) -> list[ReceiptLine]:
+    """The lines of the receipt of a pickup its vendor completed, unsaved: each material with its
+    actual weight, at the price per kg the vendor quoted with its offer (its current price,
+    should the quote be missing), rounded half up to the cent."""
+    current_prices = dict(
+        VendorMaterial.objects.filter(vendor_id=pickup.vendor_id).values_list(
+            "material_id", "price_per_kg"
+        )
+    )
+    lines = []
+    for item in pickup.items.select_related("material"):
+        price = item.price_per_kg
+        if price is None:
+            price = current_prices.get(item.material_id, Decimal("0"))
+        actual = item.actual_kg if item.actual_kg is not None else Decimal("0")
+        lines.append(
+            ReceiptLine(
+                material=item.material,
+                material_name=item.material.name,
+                estimated_kg=item.estimated_kg,
+                actual_kg=actual,
+                price_per_kg=price,
+                amount=(actual * price).quantize(CENT, rounding=ROUND_HALF_UP),
+            )
+        )
+    return lines
 
 
 def receipt_get(*, user: AbstractBaseUser, pickup_id: int) -> Receipt:

@@ -1,10 +1,11 @@
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 
 from pickups.models import PickupRequest
-from pickups.transitions import EXPIRABLE, Status
+from pickups.transitions import EXPIRABLE, TERMINAL, Status
 from procurement_system.errors import NotFound
 from vendors.models import Vendor
 from vendors.selectors import vendor_ids_of_member
@@ -119,4 +120,30 @@ def unassigned_for_vendor(*, vendor: Vendor, limit: int) -> list[int]:
         .filter(foreign=0)
         .order_by("created_at", "id")
         .values_list("id", flat=True)[:limit]
+    )
+
+
+# --- the browser pages --------------------------------------------------------------------------
+
+
+def pickups_of_vendor(
+    *, vendor_id: int, statuses: Iterable[str], limit: int = 50
+) -> list[PickupRequest]:
+    """The vendor's pickups in these statuses, oldest status change first (the offer that runs
+    out soonest, the job waiting longest), for a caller that checked the user is a member."""
+    return list(
+        PickupRequest.objects.filter(vendor_id=vendor_id, status__in=list(statuses))
+        .select_related("customer", "receipt")
+        .prefetch_related("items__material")
+        .order_by("status_changed_at", "id")[:limit]
+    )
+
+
+def vendor_history(*, vendor_id: int, limit: int = 20) -> list[PickupRequest]:
+    """The vendor's finished pickups, newest first, with their receipts."""
+    return list(
+        PickupRequest.objects.filter(vendor_id=vendor_id, status__in=list(TERMINAL))
+        .select_related("customer", "receipt")
+        .prefetch_related("items__material")
+        .order_by("-status_changed_at", "-id")[:limit]
     )

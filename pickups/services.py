@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from notifications.dispatch import notify
-from pickups import tasks
+from pickups import events, outbox, tasks
 from pickups.models import PickupItem, PickupRejection, PickupRequest, PickupTransition
 from pickups.transitions import (
     CAPACITY_HELD,
@@ -31,6 +31,7 @@ from pickups.transitions import (
     next_status,
 )
 from procurement_system.errors import Forbidden, InvalidTransition, NotFound, ValidationError
+from procurement_system.observability import bind_pickup
 from vendors.models import Material, Vendor, VendorMaterial
 from vendors.selectors import (
     Candidate,
@@ -87,13 +88,15 @@ def pickup_create(
                 contact_phone=contact_phone,
                 idempotency_key=idempotency_key or None,
             )
+            bind_pickup(pickup)  # the logs and tasks from here on carry its correlation id
             _store_items(pickup, items)
-            PickupTransition.objects.create(
-                pickup=pickup,
-                event="create",
+            _log_transition(
+                pickup,
+                events.CREATE,
                 from_status="",
-                to_status=pickup.status,
                 actor=customer,
+                vendor=None,
+                at=pickup.created_at,
             )
             _announce(
                 pickup,
@@ -238,7 +241,7 @@ def _offer(pickup: PickupRequest, candidate: Candidate) -> None:
     """Offer the pickup to the vendor whose capacity was reserved, quoting its prices and
     starting the offer's timer."""
     vendor = candidate.vendor
-    _change(pickup, Event.ASSIGN, actor=None, vendor=vendor)
+    # The prices first: the transition's domain event carries them.
     prices = dict(
         VendorMaterial.objects.filter(vendor=vendor).values_list("material_id", "price_per_kg")
     )
@@ -246,6 +249,7 @@ def _offer(pickup: PickupRequest, candidate: Candidate) -> None:
     for item in items:
         item.price_per_kg = prices.get(item.material_id)
     PickupItem.objects.bulk_update(items, ["price_per_kg"])
+    _change(pickup, Event.ASSIGN, actor=None, vendor=vendor)
     _announce(
         pickup,
         "pickup.offered",
@@ -383,13 +387,15 @@ def pickup_advance(
         ) from None
     with transaction.atomic():
         pickup = _locked_for_vendor(pickup_id, by)
-        _change(pickup, event, actor=by)
+        target = next_status(pickup.status, event)
         if actual_weights and event != Event.PICK_UP:
             raise ValidationError(
                 errors={"items": ["Actual weights are recorded when picking up."]}
             )
-        if pickup.status == Status.PICKED_UP:
+        if target == Status.PICKED_UP:
+            # Weighed before the change: the transition's domain event carries the weights.
             _record_actual_weights(pickup, actual_weights or {})
+        _change(pickup, event, actor=by)
         if pickup.status == Status.COMPLETED:
             _release(pickup.vendor_id)
             tasks.issue_receipt_task.delay_on_commit(pickup.pk)
@@ -537,13 +543,16 @@ _UNCHANGED: Any = object()
 
 
 def _locked(pickup_id: int) -> PickupRequest | None:
-    """The pickup (with its vendor), locked for this transaction, for the system's own work."""
-    return (
+    """The pickup (with its vendor), locked for this transaction, for the system's own work.
+    Every service that changes a pickup loads it here: its correlation id enters the logs."""
+    pickup = (
         PickupRequest.objects.select_for_update(of=("self",))
         .select_related("vendor")
         .filter(pk=pickup_id)
         .first()
     )
+    bind_pickup(pickup)
+    return pickup
 
 
 def _locked_visible(pickup_id: int, user: AbstractBaseUser) -> PickupRequest:
@@ -609,14 +618,54 @@ def _change(
             "updated_at",
         ]
     )
+    _log_transition(
+        pickup, event, from_status=from_status, actor=actor, vendor=logged_vendor, at=now
+    )
+
+
+def _log_transition(
+    pickup: PickupRequest,
+    event: str,
+    *,
+    from_status: str,
+    actor: AbstractBaseUser | None,
+    vendor: Vendor | None,
+    at: datetime,
+) -> None:
+    """Record the transition the pickup has just made: in its history, and as a domain event
+    for other systems, relayed to RabbitMQ once the transaction commits."""
     PickupTransition.objects.create(
         pickup=pickup,
         event=event,
         from_status=from_status,
-        to_status=target,
+        to_status=pickup.status,
         actor=actor,
-        vendor=logged_vendor,
+        vendor=vendor,
     )
+    events.event_record(
+        pickup=pickup,
+        event=event,
+        from_status=from_status,
+        to_status=pickup.status,
+        actor=actor,
+        vendor=vendor,
+        occurred_at=at,
+    )
+    if settings.EVENTS_RELAY_ON_COMMIT:
+        transaction.on_commit(_relay_events_soon, robust=True)
+
+
+def _relay_events_soon() -> None:
+    """After commit: queue a relay of the domain events, unless one is queued that has not
+    started yet (it sends these too). A failure is logged (robust ``on_commit``) and the
+    periodic relay sends the events."""
+    if not outbox.wake_up_due():
+        return
+    try:
+        tasks.relay_events_task.apply_async()
+    except Exception:
+        outbox.wake_up_received()
+        raise
 
 
 def _announce(
@@ -661,3 +710,32 @@ def _timestamp(moment: datetime | None) -> str | None:
 
 def _items_text(pickup: PickupRequest) -> str:
     return ", ".join(f"{item.estimated_kg} kg {item.material_id}" for item in pickup.items.all())
+
+
+# --- operators ------------------------------------------------------------------------------
+
+
+def pickup_rerun_assignment(*, pickup_id: int) -> PickupRequest:
+    """An operator's "assign it now" for a pickup that waits for a vendor.
+
+    A ``pending`` pickup has its assignment task published again after commit, under a new task
+    id (a lost or stuck message is replaced; if the old one still arrives it finds the pickup
+    no longer pending and does nothing). An ``unassigned`` pickup is retried at once, whatever
+    its backoff: offered if a vendor is eligible now, else its next retry is scheduled as by the
+    periodic sweep. Any other status raises InvalidTransition: a vendor holds the pickup, or it
+    has ended.
+    """
+    with transaction.atomic():
+        pickup = _locked(pickup_id)
+        if pickup is None:
+            raise NotFound(f"Pickup {pickup_id} not found.")
+        if pickup.status == Status.PENDING:
+            _enqueue_assignment(pickup)
+            return pickup
+        if pickup.status == Status.UNASSIGNED:
+            # Under the lock taken above, so the pickup is still there and still unassigned.
+            return pickup_retry_assignment(pickup_id=pickup_id, due_only=False) or pickup
+        raise InvalidTransition(
+            f"Pickup #{pickup_id} is {pickup.status}; only pending or unassigned pickups can be "
+            "assigned again."
+        )

@@ -9,22 +9,14 @@ from datetime import date, timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import OperationalError
 from django.utils import timezone
 
-from pickups import digest, receipts, selectors, services
+from pickups import digest, outbox, receipts, selectors, services
 from pickups.models import LocationPoint
+from procurement_system.celery import RETRYING
 from procurement_system.cleanup import delete_in_batches
 from vendors.models import Vendor
 
-RETRYING = {
-    "autoretry_for": (OperationalError,),
-    "retry_backoff": True,
-    "retry_backoff_max": 30,
-    "max_retries": 8,
-    "soft_time_limit": 30,
-    "time_limit": 60,
-}
 SWEEP = {"soft_time_limit": 120, "time_limit": 180}
 
 
@@ -150,3 +142,31 @@ def purge_location_points_task() -> int:
     """
     cutoff = timezone.now() - timedelta(hours=settings.LOCATION_RETENTION_HOURS)
     return delete_in_batches(LocationPoint.objects.filter(recorded_at__lt=cutoff))
+
+
+# One or more per transition: its outcome is in the log and in Flower, not in the result backend
+# (a row written, and read first, per run).
+@shared_task(soft_time_limit=30, time_limit=45, ignore_result=True)
+def relay_events_task() -> dict:
+    """Publish the stored domain events to ``EVENTS_EXCHANGE``, in order, each marked published
+    once RabbitMQ confirmed it.
+
+    Queued after a transition commits (unless a relay is queued already that has not started),
+    and periodic (by default every 5 s) for the events whose publish failed or whose task was
+    lost. Runs on ``notifications``. One relay at a time:
+    a run that finds another at work leaves it the events. A run stops at the first event the
+    broker does not take (recording the error on it) and after about 20 s; the next goes on.
+    Returns how many it published, whether it found another relay at work (``busy``) and the
+    error that stopped it, if any.
+    """
+    run = outbox.events_relay()
+    return {"published": run.published, "busy": run.busy, "error": run.error}
+
+
+@shared_task(**SWEEP)
+def purge_published_events_task() -> int:
+    """Periodic (by default hourly): delete domain events published more than
+    ``EVENTS_RETENTION_DAYS`` ago, in batches; unpublished ones stay. Returns how many were
+    deleted.
+    """
+    return outbox.events_purge()

@@ -9,8 +9,16 @@ import os
 
 from celery import Celery
 from celery.contrib.django.task import DjangoTask
-from celery.signals import worker_init
-from django.db import transaction
+from celery.signals import (
+    before_task_publish,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+)
+from django.db import OperationalError, close_old_connections, transaction
+
+from procurement_system import observability
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "procurement_system.settings")
 
@@ -33,10 +41,41 @@ class PlatformTask(DjangoTask):
         transaction.on_commit(publish, robust=True)
 
 
+# The options of the tasks that act on one object: a Django database ``OperationalError`` (the
+# database briefly unavailable) retries the task with backoff; any other exception fails it.
+RETRYING = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": True,
+    "retry_backoff_max": 30,
+    "max_retries": 8,
+    "soft_time_limit": 30,
+    "time_limit": 60,
+}
+
 app = Celery("procurement_system", task_cls=PlatformTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.conf.include = ["procurement_system.tasks"]
+
+# Logs: the workers and beat log like the web process (settings.LOGGING), and a task published
+# while a pickup is in the log context carries its correlation id into the task's own logs.
+setup_logging.connect(observability.configure_worker_logging, weak=False)
+before_task_publish.connect(observability.add_context_headers, weak=False)
+task_prerun.connect(observability.enter_task_context, weak=False)
+task_postrun.connect(observability.leave_task_context, weak=False)
+
+
+# Database connections: Celery's Django fixup closes every connection before and after each task
+# (unless CELERY_DB_REUSE_MAX says otherwise), so each task paid for a new PostgreSQL connection,
+# a server process forked for it. The settings make the fixup keep them; these handlers do what
+# Django does around each request instead: drop a connection that failed or is older than
+# CONN_MAX_AGE (SQLite's 0: after every task, as before).
+@task_prerun.connect(weak=False)
+@task_postrun.connect(weak=False)
+def recycle_database_connections(sender=None, **kwargs) -> None:
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # run inside its caller (the tests): the caller's connection, not ours to close
+    close_old_connections()
 
 
 @worker_init.connect

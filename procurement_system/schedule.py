@@ -47,6 +47,11 @@ def periodic_tasks() -> list[PeriodicTask]:
             every_seconds=settings.SCHEDULE_STALL_SWEEP_SECONDS,
         ),
         PeriodicTask(
+            "Relay domain events",
+            "pickups.tasks.relay_events_task",
+            every_seconds=settings.SCHEDULE_EVENTS_RELAY_SECONDS,
+        ),
+        PeriodicTask(
             "Delete old read notifications",
             "notifications.tasks.purge_read_notifications_task",
             every_seconds=settings.SCHEDULE_CLEANUP_MINUTES * 60,
@@ -59,6 +64,11 @@ def periodic_tasks() -> list[PeriodicTask]:
         PeriodicTask(
             "Delete expired task results",
             "procurement_system.tasks.purge_task_results_task",
+            every_seconds=settings.SCHEDULE_CLEANUP_MINUTES * 60,
+        ),
+        PeriodicTask(
+            "Delete old published domain events",
+            "pickups.tasks.purge_published_events_task",
             every_seconds=settings.SCHEDULE_CLEANUP_MINUTES * 60,
         ),
         PeriodicTask(

@@ -42,8 +42,9 @@ if not DEBUG and SECRET_KEY.startswith("django-insecure-"):
         "a long random string, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'."
     )
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
-# Health checks (the container's, a load balancer's) probe over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+# Health and readiness checks (the container's, a load balancer's) probe over plain HTTP, and
+# Prometheus scrapes /metrics the same way (see METRICS_TOKEN).
+SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^ready/$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
     "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG
@@ -75,12 +76,18 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_results",
     "django_celery_beat",
+    # request.htmx, and htmx itself served from the package's static files (no CDN)
+    "django_htmx",
     "vendors",
     "pickups",
     "notifications",
 ]
 
 MIDDLEWARE = [
+    # First, so that it counts and times every response, redirects and refusals included.
+    "procurement_system.metrics.http_metrics",
+    # Each request's log lines carry its user and the pickup it touches (the correlation id).
+    "procurement_system.observability.request_log_context",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's CSS and JS) straight from the app: uvicorn serves no files itself.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -89,6 +96,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "procurement_system.middleware.browser_timezone",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -107,6 +116,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # FLOWER_URL, for the admin's links to Flower.
+                "procurement_system.context_processors.operations",
             ],
         },
     },
@@ -175,8 +186,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
-# Where signing in leads when no page asked for it: the API's interactive docs.
-LOGIN_REDIRECT_URL = "/api/docs/"
+# Where signing in leads when no page asked for it: the home page, which sends vendor members to
+# the portal, operators to the admin and customers to their pickups.
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # DJANGO REST FRAMEWORK
 # https://www.django-rest-framework.org/api-guide/settings/
@@ -247,11 +260,22 @@ CHANNEL_LAYERS = {
                 }
             ],
             "prefix": env("CHANNEL_LAYER_PREFIX", default="asgi"),
-            "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=1000),
+            # Per web process, not per socket: channels-redis keeps one Redis queue for all the
+            # sockets of a process, so it must hold a burst to every one of them (an event to
+            # 10,000 sockets, several times over) or the excess is dropped.
+            "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=50_000),
             "expiry": 60,
         },
     }
 }
+# How long a worker waits for the channel layer to take one notification push before it logs
+# the push as failed and moves on (the stored row is the truth; sockets catch up from it).
+NOTIFICATION_PUSH_TIMEOUT_SECONDS = env.float("NOTIFICATION_PUSH_TIMEOUT_SECONDS", default=5.0)
+
+# Threads a web process runs its sockets' database work in (procurement_system.database); each
+# holds a database connection, so web processes x threads must stay under the server's
+# max_connections.
+WEB_DATABASE_THREADS = env.int("WEB_DATABASE_THREADS", default=8)
 
 # WEBSOCKET LIMITS
 # ------------------------------------------------------------------------------
@@ -294,6 +318,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Publisher confirms: a publish returns only once RabbitMQ has the message, so a message cannot
 # vanish in a socket buffer when the broker goes away just after.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+# Celery's Django fixup closes the database connections around every task unless this is set;
+# procurement_system.celery recycles them by CONN_MAX_AGE instead, as Django does per request.
+# The fixup still closes them every this many tasks.
+CELERY_DB_REUSE_MAX = 1000
 # When the broker is down, a publish gives up within about CONNECTION_TIMEOUT x (1 + retries)
 # seconds instead of holding a request: the change is committed and requeue_stalled_task sends
 # the work later (see PlatformTask).
@@ -362,16 +390,24 @@ _QUEUE_OF_TASK = {
     "pickups.tasks.retry_unassigned_for_vendor_task": QUEUE_ASSIGNMENTS,
     "pickups.tasks.expire_pickups_task": QUEUE_ASSIGNMENTS,
     "pickups.tasks.requeue_stalled_task": QUEUE_ASSIGNMENTS,
+    "notifications.tasks.push_notifications_task": QUEUE_NOTIFICATIONS,
     "notifications.tasks.send_notification_task": QUEUE_NOTIFICATIONS,
     "pickups.tasks.issue_receipt_task": QUEUE_NOTIFICATIONS,
     "pickups.tasks.send_vendor_digests_task": QUEUE_MAINTENANCE,
     "pickups.tasks.purge_location_points_task": QUEUE_MAINTENANCE,
     "notifications.tasks.purge_read_notifications_task": QUEUE_MAINTENANCE,
     "procurement_system.tasks.purge_task_results_task": QUEUE_MAINTENANCE,
+    # Domain events are delivery work too: relayed beside the notifications, never behind a
+    # long cleanup; their purge is maintenance.
+    "pickups.tasks.relay_events_task": QUEUE_NOTIFICATIONS,
+    "pickups.tasks.purge_published_events_task": QUEUE_MAINTENANCE,
 }
 CELERY_TASK_ROUTES = {
     name: {"queue": queue, "routing_key": queue} for name, queue in _QUEUE_OF_TASK.items()
 }
+# Flower, the Celery monitor, as the operators' browsers reach it: the admin links each pickup's
+# assignment task there ({FLOWER_URL}/task/<id>). Empty: no links.
+FLOWER_URL = env("FLOWER_URL", default="http://127.0.0.1:5555")
 
 # EMAIL
 # https://docs.djangoproject.com/en/5.2/topics/email/
@@ -427,16 +463,63 @@ LOCATION_MIN_INTERVAL_SECONDS = env.int("LOCATION_MIN_INTERVAL_SECONDS", default
 # Pickups one socket may follow at once with ``subscribe``.
 TRACKING_MAX_SUBSCRIPTIONS = 20
 
-# LOGGING
+# DOMAIN EVENTS (every pickup transition, published for other systems: docs/events.rst)
 # ------------------------------------------------------------------------------
+# The durable topic exchange the events go to, with routing keys ``pickup.<event>``; it carries
+# the queue prefix, like the task exchange, so stacks sharing one RabbitMQ stay apart.
+EVENTS_EXCHANGE = env("EVENTS_EXCHANGE", default=f"{CELERY_QUEUE_PREFIX}procurement.events")
+EVENTS_BROKER_URL = env("EVENTS_BROKER_URL", default=CELERY_BROKER_URL)
+# Connecting gives up after this many seconds, and so does a publish the broker holds back (a
+# resource alarm): the event waits for the next run.
+EVENTS_CONNECTION_TIMEOUT = env.float("EVENTS_CONNECTION_TIMEOUT", default=2.0)
+# Relay right after each transition commits; otherwise only the periodic run publishes them.
+EVENTS_RELAY_ON_COMMIT = env.bool("EVENTS_RELAY_ON_COMMIT", default=True)
+EVENTS_RELAY_BATCH_SIZE = env.int("EVENTS_RELAY_BATCH_SIZE", default=500)
+SCHEDULE_EVENTS_RELAY_SECONDS = env.int("SCHEDULE_EVENTS_RELAY_SECONDS", default=5)
+# Published events are deleted this many days later; unpublished ones are kept.
+EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)
+
+# LOGGING
+# https://docs.djangoproject.com/en/5.2/topics/logging/
+# ------------------------------------------------------------------------------
+# One handler for every process (web, workers, beat): JSON lines in production, readable lines in
+# development, each with the log context (correlation id, pickup, user, task) of
+# procurement_system/observability.py.
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env("LOG_FORMAT", default="text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}.")
+# dictConfig, and Python's warnings logged like the rest.
+LOGGING_CONFIG = "procurement_system.observability.configure_logging"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "procurement_system.observability.LogContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "procurement_system.observability.JsonFormatter"},
+        "text": {"()": "procurement_system.observability.TextFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    # pika narrates every connection at INFO.
-    "loggers": {"pika": {"level": "WARNING"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # pika narrates every connection at INFO.
+        "pika": {"level": "WARNING"},
+        # uvicorn brings handlers of its own; its lines go through ours instead, in our format.
+        "uvicorn": {"handlers": ["console"], "propagate": False},
+        "uvicorn.access": {"handlers": ["console"], "propagate": False},
+    },
 }
+
+# MONITORING (/health/, /ready/ and /metrics: docs/monitoring.rst)
+# ------------------------------------------------------------------------------
+# Each readiness check gives up after this many seconds; /ready/ answers within about one more.
+READY_CHECK_TIMEOUT_SECONDS = env.float("READY_CHECK_TIMEOUT_SECONDS", default=1.0)
+# /metrics wants "Authorization: Bearer <token>" when set; unset, it answers only requests from
+# this machine (the loopback address).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")

@@ -1,25 +1,20 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.http import JsonResponse
 from django.urls import include, path
-from django.views.decorators.http import require_GET
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from notifications import views as notification_views
+from pickups import views as pickup_views
 from pickups.api import PickupViewSet
-from pickups.views import receipt_page
+from procurement_system import health, metrics
 from procurement_system.task_status import TaskStatusView
 from procurement_system.tokens import TokenView
+from vendors import views as portal
 from vendors.api import MeView
 
 router = DefaultRouter()
 router.register("pickups", PickupViewSet, basename="pickup")
-
-
-@require_GET
-def health(request):
-    """The web process is up and serving (dependencies are not checked here)."""
-    return JsonResponse({"status": "ok"})
 
 
 urlpatterns = [
@@ -33,10 +28,43 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
-    path("health/", health, name="health"),
+    # Liveness, readiness and the Prometheus metrics (see docs/monitoring.rst).
+    path("health/", health.health, name="health"),
+    path("ready/", health.ready, name="ready"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("pickups/<int:pickup_id>/receipt/", receipt_page, name="pickup-receipt"),
+    # The browser pages: the customer's pickups, the vendor portal, the notifications panel.
+    path("", pickup_views.home, name="home"),
+    path("pickups/", pickup_views.customer_pickups, name="customer-pickups"),
+    path("pickups/panel/", pickup_views.customer_pickups_panel, name="customer-pickups-panel"),
+    path("pickups/<int:pickup_id>/", pickup_views.customer_pickup, name="customer-pickup"),
+    path(
+        "pickups/<int:pickup_id>/panel/",
+        pickup_views.customer_pickup_panel,
+        name="customer-pickup-panel",
+    ),
+    path("pickups/<int:pickup_id>/cancel/", pickup_views.customer_cancel, name="customer-cancel"),
+    path(
+        "pickups/<int:pickup_id>/reject-vendor/",
+        pickup_views.customer_reject_vendor,
+        name="customer-reject-vendor",
+    ),
+    path("pickups/<int:pickup_id>/receipt/", pickup_views.receipt_page, name="pickup-receipt"),
+    path("portal/", portal.portal_home, name="portal-home"),
+    path("portal/<int:vendor_id>/", portal.portal, name="portal"),
+    path("portal/<int:vendor_id>/online/", portal.vendor_online, name="portal-online"),
+    path("portal/<int:vendor_id>/settings/", portal.vendor_settings, name="portal-settings"),
+    path("portal/<int:vendor_id>/<slug:panel>/", portal.portal_panel, name="portal-panel"),
+    path("portal/pickups/<int:pickup_id>/accept/", portal.offer_accept, name="offer-accept"),
+    path("portal/pickups/<int:pickup_id>/reject/", portal.offer_reject, name="offer-reject"),
+    path("portal/pickups/<int:pickup_id>/advance/", portal.job_advance, name="job-advance"),
+    path(
+        "notifications/panel/",
+        notification_views.notifications_panel,
+        name="notifications-panel",
+    ),
+    path("notifications/read/", notification_views.notifications_read, name="notifications-read"),
 ]
 
 handler404 = "procurement_system.rest.api_not_found"

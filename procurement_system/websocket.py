@@ -6,9 +6,12 @@ frame ``{"type": "error", "request_id", "code", "message", "errors"?}`` and the 
 (the multichat pattern). Only these close it: an anonymous handshake or a revoked token (4401), a
 user who already holds ``WEBSOCKET_MAX_PER_USER`` sockets (4409), an oversized frame (1009), and
 a client that keeps sending after its frames were refused for exceeding the frame rate (4429).
+Open sockets and every frame (by action and outcome) are counted and timed for ``/metrics``, and
+each frame logs with a context of its own (``procurement_system.observability``).
 """
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from rest_framework.utils import json
 
+from procurement_system import metrics, observability
 from procurement_system.connection_limits import FrameRateLimiter, SocketSlot
 from procurement_system.errors import BadRequest, DomainError, RateLimited
 
@@ -35,6 +39,11 @@ class JsonActionConsumer(AsyncWebsocketConsumer):
     #: set once the server closes the socket: frames still on their way are ignored
     closing = False
     slot: SocketSlot | None = None
+    #: counted in the open-connections gauge (from accept until disconnect)
+    counted = False
+    #: the frame being answered: its action (once known) and outcome, for the metrics
+    frame_action = metrics.UNKNOWN_ACTION
+    frame_outcome = "ok"
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -46,6 +55,8 @@ class JsonActionConsumer(AsyncWebsocketConsumer):
             has_slot = await self.slot.acquire()
         # Accept first: a close before accept is an HTTP 403 and the client never sees the code.
         await self.accept()
+        metrics.socket_opened(self.endpoint)
+        self.counted = True
         if not authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
@@ -63,10 +74,23 @@ class JsonActionConsumer(AsyncWebsocketConsumer):
         """Called once an authenticated socket is open."""
 
     async def disconnect(self, code: int) -> None:
+        if self.counted:
+            metrics.socket_closed(self.endpoint)
+            self.counted = False
         if getattr(self, "token_group", None):
-            await self.channel_layer.group_discard(self.token_group, self.channel_name)
+            await self.leave(self.token_group)
         if self.slot is not None:
             await self.slot.release()
+
+    async def leave(self, group: str) -> None:
+        """Leave a channel-layer group as the socket closes. A failure (Redis away, or busy with
+        thousands of sockets closing at once) must not cut the rest of the cleanup short: the
+        membership then lapses by itself (channels-redis' group expiry), and what is sent to it
+        meanwhile is dropped by this process."""
+        try:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception as error:
+            logger.warning("a closing socket could not leave %s (%s); it lapses", group, error)
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         self.closing = True
@@ -76,9 +100,31 @@ class JsonActionConsumer(AsyncWebsocketConsumer):
         """The token this socket authenticated with was revoked (``type: auth.revoked``)."""
         await self.close(code=CLOSE_UNAUTHENTICATED)
 
+    @property
+    def endpoint(self) -> str:
+        """The route the socket connected to (``/ws/pickups/``), the metrics' label."""
+        return self.scope.get("path", "")
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing or not hasattr(self, "user"):
             return  # the socket is closing (a failed handshake, a revoked token, ...)
+        started = time.perf_counter()
+        self.frame_action, self.frame_outcome = metrics.UNKNOWN_ACTION, "ok"
+        try:
+            # Each frame logs with a context of its own: what a service bound for one pickup
+            # (its correlation id) does not leak into the next frame's lines.
+            with observability.log_context(user_id=self.user.pk):
+                await self.answer(text_data, bytes_data)
+        finally:
+            metrics.frame_answered(
+                self.endpoint,
+                self.frame_action,
+                "closed" if self.closing else self.frame_outcome,
+                time.perf_counter() - started,
+            )
+
+    async def answer(self, text_data: str | None, bytes_data: bytes | None) -> None:
+        """Validate one frame, run its action and send the reply or the error frame."""
         size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
         if size > settings.WEBSOCKET_MAX_FRAME_BYTES:
             await self.close(code=CLOSE_MESSAGE_TOO_BIG)
@@ -111,6 +157,7 @@ class JsonActionConsumer(AsyncWebsocketConsumer):
                 BadRequest(f"Unknown action. Use one of: {', '.join(sorted(self.actions))}."),
             )
             return
+        self.frame_action = action
         try:
             reply = await getattr(self, f"action_{action}")(content)
         except DomainError as error:
@@ -118,6 +165,7 @@ class JsonActionConsumer(AsyncWebsocketConsumer):
             return
         except Exception:
             logger.exception("unexpected error in %s action %r", type(self).__name__, action)
+            self.frame_outcome = "internal_error"
             await self.send_json(
                 {
                     "type": "error",
@@ -149,6 +197,7 @@ class JsonActionConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps(content))
 
     async def send_error(self, request_id: str | None, error: DomainError) -> None:
+        self.frame_outcome = error.code
         await self.send_json({"type": "error", "request_id": request_id, **error.as_dict()})
 
 

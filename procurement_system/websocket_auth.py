@@ -7,13 +7,13 @@ always gets the identity it asked for. Consumers close anonymous sockets with co
 """
 
 from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.authtoken.models import Token
 
+from procurement_system.database import database_sync_to_async
 from procurement_system.tokens import token_group
 
 

@@ -1,5 +1,6 @@
 import os
 import socket
+import threading
 
 import pytest
 
@@ -44,13 +45,27 @@ def run_on_commit(django_capture_on_commit_callbacks):
 
 @pytest.fixture
 async def worker_thread_connections():
-    """Close the database connection that consumer code opened in the sync worker thread.
-
-    ``database_sync_to_async`` runs the ORM in a separate thread; its connection would otherwise
-    outlive the test and keep PostgreSQL from dropping the test database.
+    """Close the database connections that consumer code opened in other threads: Channels'
+    sync thread (the tests' own ``database_sync_to_async``) and the consumers' pool
+    (``procurement_system.database``). They would otherwise outlive the test and keep
+    PostgreSQL from dropping the test database.
     """
     from channels.db import database_sync_to_async
+    from django.conf import settings
     from django.db import connections
+
+    from procurement_system.database import executor
 
     yield
     await database_sync_to_async(connections.close_all)()
+    # The consumers' own pool: one close per thread, each held at a barrier until every thread
+    # has one, so that no thread takes two and leaves another's connection open.
+    barrier = threading.Barrier(settings.WEB_DATABASE_THREADS)
+
+    def close_this_threads() -> None:
+        connections.close_all()
+        barrier.wait(timeout=10)
+
+    closing = [executor.submit(close_this_threads) for _ in range(settings.WEB_DATABASE_THREADS)]
+    for future in closing:
+        future.result()

@@ -39,6 +39,10 @@ CONTAINER_ENV = {
     "FLOWER_PORT": "5555",
     "CELERY_QUEUE_PREFIX": "",
     "FLOWER_BASIC_AUTH": "operator:secret",
+    "RABBITMQ_DEFAULT_USER": "procurement",
+    "RABBITMQ_DEFAULT_PASS": "rabbit-secret",
+    # Flower's queue view: the management API of compose's rabbitmq service.
+    "FLOWER_BROKER_API": "http://procurement:rabbit-secret@rabbitmq:15672/api/",
 }
 
 
@@ -83,6 +87,72 @@ def test_compose_has_every_part_with_health_checks():
     for name in ("postgres", "rabbitmq", "redis", "assignments", "notifications"):
         assert "test" in services[name]["healthcheck"], name
     assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_flower_reads_queue_lengths_from_the_rabbitmq_management_api():
+    services = compose()["services"]
+    assert services["rabbitmq"]["image"].endswith("-management")
+    [broker_api] = [
+        expand(arg, CONTAINER_ENV)
+        for arg in services["flower"]["command"]
+        if arg.startswith("--broker-api=")
+    ]
+    # The rabbitmq service's own user, on its management port.
+    user, password = CONTAINER_ENV["RABBITMQ_DEFAULT_USER"], CONTAINER_ENV["RABBITMQ_DEFAULT_PASS"]
+    assert broker_api == f"--broker-api=http://{user}:{password}@rabbitmq:15672/api/"
+
+
+def longest_time_limit(queue: str) -> int:
+    """The longest hard time limit of the tasks routed to ``queue`` (short name): what a warm
+    shutdown of its worker may have to wait for."""
+    from django.conf import settings
+
+    from procurement_system.celery import app
+
+    app.loader.import_default_modules()
+    queue = f"{settings.CELERY_QUEUE_PREFIX}{queue}"
+    limits = [
+        task.time_limit
+        for name, task in app.tasks.items()
+        if not name.startswith("celery.")
+        and settings.CELERY_TASK_ROUTES.get(name, {}).get(
+            "queue", settings.CELERY_TASK_DEFAULT_QUEUE
+        )
+        == queue
+    ]
+    assert limits and None not in limits, f"every task on {queue} has a hard time limit"
+    return max(limits)
+
+
+def seconds(duration: str) -> int:
+    return int(duration.removesuffix("s"))
+
+
+@pytest.mark.parametrize("worker", ["assignments", "notifications", "maintenance"])
+def test_a_stopped_worker_is_given_time_to_finish_its_tasks(worker):
+    """Compose sends SIGKILL after the grace period: it must outlast the warm shutdown."""
+    grace = seconds(compose()["services"][worker]["stop_grace_period"])
+    assert grace >= longest_time_limit(worker) + 5
+
+
+def test_web_is_given_uvicorns_graceful_shutdown_and_more():
+    web = procfile()["web"]
+    graceful = int(web[web.index("--timeout-graceful-shutdown") + 1])
+    assert seconds(compose()["services"]["web"]["stop_grace_period"]) > graceful
+
+
+def test_every_local_service_address_is_set_for_the_containers():
+    """A setting whose default is a service on 127.0.0.1 would, in a container, point at the
+    container itself."""
+    settings_py = (REPO / "procurement_system" / "settings.py").read_text()
+    local = set(
+        re.findall(r'env\("(\w+)", default="[^"]*127\.0\.0\.1:(?:5672|6379|5432)', settings_py)
+    )
+    assert {"CELERY_BROKER_URL", "REDIS_URL", "CACHE_URL"} <= local
+    environment = compose()["x-app"]["environment"]
+    assert local <= set(environment)
+    for name in local:
+        assert "127.0.0.1" not in environment[name], name
 
 
 def test_the_example_env_names_every_required_variable():

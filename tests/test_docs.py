@@ -70,3 +70,30 @@ def test_the_state_diagram_draws_every_event_and_status():
     words = set(re.findall(r"[a-z_]+", diagram))
     assert {e.value for e in Event} <= words
     assert {s.value for s in Status} <= words
+
+
+def test_the_logging_and_monitoring_variables_are_in_the_configuration_table():
+    import sys
+
+    sys.path.insert(0, str(DOCS / "_ext"))
+    from platform_tables import MONITORING_SETTINGS_BLOCKS, _settings_in_source
+
+    variables = {
+        variable
+        for block, variable, _ in _settings_in_source().values()
+        if block in MONITORING_SETTINGS_BLOCKS and variable is not None
+    }
+    assert variables == {"LOG_LEVEL", "LOG_FORMAT", "READY_CHECK_TIMEOUT_SECONDS", "METRICS_TOKEN"}
+    configuration = text("architecture.rst").split(".. _configuration:", 1)[1]
+    for variable in variables | {"PROMETHEUS_MULTIPROC_DIR"}:
+        assert f"``{variable}``" in configuration
+
+
+def test_the_monitoring_page_covers_the_endpoints_and_the_ready_checks():
+    from procurement_system.health import CHECKS
+
+    page = text("monitoring.rst")
+    for endpoint in ("/health/", "/ready/", "/metrics", "PROMETHEUS_MULTIPROC_DIR"):
+        assert endpoint in page
+    for check in CHECKS:
+        assert f"   * - ``{check}``" in page

@@ -2,6 +2,8 @@
 
 import io
 import re
+import time
+from unittest.mock import patch
 
 import pytest
 from django.conf import settings
@@ -18,6 +20,7 @@ def route_of(task_name: str) -> str:
 def test_tasks_are_routed_to_their_queues():
     assert route_of("pickups.tasks.assign_vendor_task") == settings.QUEUE_ASSIGNMENTS
     assert route_of("notifications.tasks.send_notification_task") == settings.QUEUE_NOTIFICATIONS
+    assert route_of("notifications.tasks.push_notifications_task") == settings.QUEUE_NOTIFICATIONS
     assert route_of("anything.else") == settings.QUEUE_MAINTENANCE
 
 
@@ -134,3 +137,30 @@ def test_every_operation_has_a_summary_examples_and_its_errors():
             assert "429" in errors, name
             if name != "POST /api/auth/token/":
                 assert "401" in errors, name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tasks_keep_a_live_database_connection_and_drop_an_old_one():
+    """Around each task the workers recycle database connections as Django does around a
+    request (by CONN_MAX_AGE), and Celery's fixup, which would close them all, is told not to."""
+    from celery.signals import task_postrun, task_prerun
+    from django.db import connection
+
+    from pickups.tasks import assign_vendor_task
+
+    assert app.conf.db_reuse_max >= 100
+    connection.ensure_connection()
+    with patch.object(connection, "close", wraps=connection.close) as close:
+        connection.close_at = time.monotonic() + 60  # as CONN_MAX_AGE=60 leaves it
+        task_prerun.send(sender=assign_vendor_task, task_id="t1", task=assign_vendor_task)
+        task_postrun.send(sender=assign_vendor_task, task_id="t1", task=assign_vendor_task)
+        assert close.call_count == 0
+        connection.close_at = time.monotonic() - 1  # older than CONN_MAX_AGE
+        task_postrun.send(sender=assign_vendor_task, task_id="t2", task=assign_vendor_task)
+        assert close.call_count == 1
+        # A task run eagerly, inside its caller (as the tests run them), leaves the caller's
+        # connection alone, obsolete or not: it may be in the middle of a transaction.
+        connection.ensure_connection()
+        connection.close_at = time.monotonic() - 1
+        assert app.tasks["pickups.tasks.relay_events_task"].apply().successful()
+        assert close.call_count == 1

@@ -140,6 +140,35 @@ STATUS_SETS = {
 }
 
 
+# Who fires ``create``, the domain event that starts a pickup's history (the others are the state
+# machine's events, described in ``EVENT_TRIGGERS``).
+CREATE_TRIGGER = "The customer: ``create`` over the socket, or ``POST /api/pickups/``."
+
+# The domain events' settings (``events-settings-table``), and the defaults shown for those whose
+# default is an expression.
+EVENTS_SETTINGS_BLOCKS = ("DOMAIN EVENTS",)
+EVENTS_SETTING_MEANINGS = {
+    "EVENTS_EXCHANGE": "The durable topic exchange the events are published to. Its default "
+    "starts with ``CELERY_QUEUE_PREFIX`` (empty by default), as the task exchange does, so that "
+    "stacks sharing one RabbitMQ keep their events apart.",
+    "EVENTS_BROKER_URL": "The RabbitMQ the events go to, as an AMQP URL "
+    "(``amqp://user:password@host:5672/vhost``); by default the Celery broker.",
+    "EVENTS_CONNECTION_TIMEOUT": "Seconds a relay waits to connect (and for a broker that holds "
+    "publishers back under a resource alarm) before it gives up; the events wait for the next "
+    "run.",
+    "EVENTS_RELAY_ON_COMMIT": "Queue a relay after every transition commits, so that events go "
+    "out within milliseconds; ``false`` leaves them to the periodic run.",
+    "EVENTS_RELAY_BATCH_SIZE": "Events a relay reads, publishes and marks at a time.",
+    "SCHEDULE_EVENTS_RELAY_SECONDS": "Default interval of the periodic ``relay_events_task``: how "
+    "soon an event whose own relay failed or was lost is tried again.",
+    "EVENTS_RETENTION_DAYS": "Published events older than this are deleted "
+    "(``purge_published_events_task``); unpublished ones are kept whatever their age.",
+}
+EVENTS_SETTING_DEFAULTS = {
+    "EVENTS_EXCHANGE": "``procurement.events``, after ``CELERY_QUEUE_PREFIX``",
+    "EVENTS_BROKER_URL": "``CELERY_BROKER_URL``",
+}
+
 # What each setting of the lifecycle is for. The environment variable and the default are read
 # from ``procurement_system/settings.py`` itself; every setting of its blocks named in
 # ``SETTINGS_BLOCKS`` must be described here, and the others named here must exist there.
@@ -189,10 +218,11 @@ SECURITY_SETTING_MEANINGS = {
     "set a long random string.",
     "ALLOWED_HOSTS": "The host names the site answers to, comma-separated; also the WebSocket "
     "``Origin`` hosts that are let in.",
-    "SECURE_SSL_REDIRECT": "Redirect every plain-HTTP request to HTTPS (301), ``/health/`` "
-    "excepted.",
-    "SECURE_REDIRECT_EXEMPT": "``/health/`` answers over plain HTTP too, for health checks of "
-    "containers and load balancers.",
+    "SECURE_SSL_REDIRECT": "Redirect every plain-HTTP request to HTTPS (301), ``/health/``, "
+    "``/ready/`` and ``/metrics`` excepted.",
+    "SECURE_REDIRECT_EXEMPT": "``/health/`` and ``/ready/`` answer over plain HTTP too, for the "
+    "checks of containers and load balancers, and ``/metrics`` for Prometheus (see "
+    ":doc:`monitoring`).",
     "SECURE_HSTS_SECONDS": "``Strict-Transport-Security`` max-age on HTTPS responses: browsers "
     "then refuse plain HTTP to the site for that long.",
     "SECURE_HSTS_INCLUDE_SUBDOMAINS": "HSTS covers every subdomain as well.",
@@ -217,6 +247,25 @@ SECURITY_SETTING_MEANINGS = {
     "WEBSOCKET_SLOT_TTL_SECONDS": "How long an open socket keeps counting after the last "
     "refresh (every third of it) from its process: the time after a crash until the crashed "
     "process's sockets stop counting.",
+}
+
+# The logging and monitoring settings, in the same way (``monitoring-settings-table``).
+MONITORING_SETTINGS_BLOCKS = ("LOGGING", "MONITORING")
+MONITORING_SETTING_MEANINGS = {
+    "LOG_LEVEL": "The level of the root logger in every process: web, workers, beat.",
+    "LOG_FORMAT": "``json``: one JSON object a line; ``text``: readable lines with the context "
+    "in brackets. The default follows ``DJANGO_DEBUG``: ``text`` in debug mode (``make run``), "
+    "``json`` otherwise.",
+    "LOGGING_CONFIG": "Configures logging from ``LOGGING`` and sends Python's warnings through it "
+    "(the ``py.warnings`` logger), so that no bare text lands between the JSON lines.",
+    "LOGGING": "One console handler for the root logger, with the log context filter and the "
+    "format ``LOG_FORMAT`` names; uvicorn's loggers write through it too, and Celery's workers "
+    "and beat take the same configuration.",
+    "READY_CHECK_TIMEOUT_SECONDS": "How long each check of ``/ready/`` may take (connecting, "
+    "answering, the workers' replies); the checks run at once, and the endpoint answers within "
+    "about a second more, even when a dependency hangs.",
+    "METRICS_TOKEN": "When set, ``/metrics`` answers only requests with ``Authorization: Bearer "
+    "<token>``; unset, only requests from this machine (the loopback address).",
 }
 
 SETTINGS_FILE = Path(__file__).resolve().parents[2] / "procurement_system" / "settings.py"
@@ -543,11 +592,84 @@ class SettingsTable(_TableDirective):
         return rows
 
 
+class MonitoringSettingsTable(SettingsTable):
+    """The logging and monitoring settings (see ``MONITORING_SETTING_MEANINGS``)."""
+
+    blocks = MONITORING_SETTINGS_BLOCKS
+    meanings = MONITORING_SETTING_MEANINGS
+
+    def rows(self):
+        # LOGGING's value is a whole dictionary: its meaning says what it holds.
+        return [
+            [first, "" if "``LOGGING``" in first else default, meaning]
+            for first, default, meaning in super().rows()
+        ]
+
+
+class MetricsTable(_TableDirective):
+    """Every metric of the web process, from its registry: ``procurement_system.metrics``."""
+
+    header = ["Metric", "Type", "Labels", "What it measures"]
+    widths = [34, 10, 20, 36]
+
+    def rows(self):
+        from procurement_system import metrics
+
+        self.depends_on(metrics)
+        rows = []
+        for metric in metrics.METRICS:
+            [family] = metric.describe()
+            name = f"{family.name}_total" if family.type == "counter" else family.name
+            labels = ", ".join(f"``{label}``" for label in metric._labelnames)
+            rows.append([f"``{name}``", family.type, labels, family.documentation])
+        return rows
+
+
 class SecuritySettingsTable(SettingsTable):
     """The security settings and the WebSocket limits (see ``SECURITY_SETTING_MEANINGS``)."""
 
     blocks = SECURITY_SETTINGS_BLOCKS
     meanings = SECURITY_SETTING_MEANINGS
+
+
+class EventsSettingsTable(SettingsTable):
+    """The domain events' settings (see ``EVENTS_SETTING_MEANINGS``)."""
+
+    blocks = EVENTS_SETTINGS_BLOCKS
+    meanings = EVENTS_SETTING_MEANINGS
+
+    def rows(self):
+        return [
+            [first, EVENTS_SETTING_DEFAULTS.get(first.strip("`"), default), meaning]
+            for first, default, meaning in super().rows()
+        ]
+
+
+class DomainEventTable(_TableDirective):
+    """Every domain event (``pickups.events.EVENTS``): its routing key, the transitions it is
+    published for (from the state machine's table) and who fires it."""
+
+    header = ["Routing key", "From → to", "Fired by"]
+    widths = [22, 30, 48]
+
+    def rows(self):
+        from pickups import events, transitions
+        from pickups.transitions import TRANSITIONS
+
+        self.depends_on(events, transitions)
+        rows = []
+        for event in events.EVENTS:
+            if event == events.CREATE:
+                moves, fired = "(none) → ``pending``", CREATE_TRIGGER
+            else:
+                sources: dict[str, list[str]] = {}
+                for (source, name), target in TRANSITIONS.items():
+                    if name == event:
+                        sources.setdefault(target.value, []).append(f"``{source.value}``")
+                moves = "; ".join(f"{', '.join(s)} → ``{t}``" for t, s in sources.items())
+                fired = EVENT_TRIGGERS.get(event, "")
+            rows.append([f"``{events.routing_key(event)}``", moves, fired])
+        return rows
 
 
 _UNSET = object()
@@ -607,7 +729,7 @@ def _literal(node: ast.expr | object) -> str:
         value = ast.literal_eval(node)
     except ValueError:
         return f"``{ast.unparse(node)}``"
-    return f"``{value}``"
+    return f"``{value}``" if value != "" else "empty"
 
 
 def setup(app):
@@ -622,4 +744,8 @@ def setup(app):
     app.add_directive("periodic-task-table", PeriodicTaskTable)
     app.add_directive("lifecycle-settings-table", SettingsTable)
     app.add_directive("security-settings-table", SecuritySettingsTable)
+    app.add_directive("events-settings-table", EventsSettingsTable)
+    app.add_directive("domain-event-table", DomainEventTable)
+    app.add_directive("monitoring-settings-table", MonitoringSettingsTable)
+    app.add_directive("metrics-table", MetricsTable)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

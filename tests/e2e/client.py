@@ -19,6 +19,15 @@ async def open_socket(stack, key: str, path: str):
     )
 
 
+async def open_inbox(stack, key: str):
+    """A notifications socket that has joined its group: one without ``?after`` starts at "now"
+    as of that moment, which comes after the handshake, so a test waits for it (a ping's pong)
+    before it makes the changes it expects to hear about."""
+    inbox = await open_socket(stack, key, "/ws/notifications/")
+    await call(inbox, "ping")
+    return inbox
+
+
 async def next_frame(ws, predicate=lambda frame: True, timeout: float = 10) -> dict:
     """The next frame that satisfies ``predicate``, waiting at most ``timeout`` seconds."""
 

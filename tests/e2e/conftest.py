@@ -1,16 +1,23 @@
 import pytest
 
 from tests.conftest import require_service
-from tests.e2e.stack import LIFECYCLE_ENV, LIFECYCLE_PROCESSES, LIFECYCLE_SETUP, Stack
+from tests.e2e.stack import LIFECYCLE_ENV, LIFECYCLE_PROCESSES, LIFECYCLE_SETUP, SETUP, Stack
 
 DEMO_USERS = ("alice", "victor", "vera", "vince")
+# The shared stack's tests leave pickups offered or in progress (a thousand sockets' worth, in
+# places); room for all of them, so no test waits on a vendor that an earlier one filled up.
+ROOMY_VENDORS = (
+    "shell",
+    "-c",
+    "from vendors.models import Vendor; Vendor.objects.update(capacity=1000)",
+)
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     require_service("RabbitMQ", 5672)
     require_service("Redis", 6379)
-    stack = Stack(tmp_path_factory.mktemp("stack"))
+    stack = Stack(tmp_path_factory.mktemp("stack"), setup=(*SETUP, ROOMY_VENDORS))
     try:
         stack.start()
         yield stack
@@ -37,7 +44,6 @@ def lifecycle_stack(tmp_path_factory):
         processes=LIFECYCLE_PROCESSES,
         env=LIFECYCLE_ENV,
         setup=LIFECYCLE_SETUP,
-        own_database=True,
     )
     try:
         stack.start()

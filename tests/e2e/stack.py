@@ -7,6 +7,7 @@ with extra environment on top of the shared one, so a second stack can run, say,
 short schedules beside the first without either seeing the other's pickups.
 """
 
+import base64
 import json
 import os
 import secrets
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -79,12 +81,11 @@ class Stack:
         processes: tuple[str, ...] = PROCESSES,
         env: dict[str, str] | None = None,
         setup: tuple[tuple[str, ...], ...] = SETUP,
-        own_database: bool = False,
     ) -> None:
         """``processes`` are Procfile names, ``web`` first; ``env`` is added to every process's
-        and every setup command's environment. ``own_database``: even when E2E_DATABASE_URL
-        names a shared server, this stack gets a database of its own, created for the run and
-        dropped by ``stop``."""
+        and every setup command's environment. When E2E_DATABASE_URL names a PostgreSQL server,
+        the stack gets a database of its own there, created for the run and dropped by
+        ``stop``; otherwise a fresh SQLite file."""
         if processes[0] != "web":
             raise ValueError("the web process comes first: the others are checked after it")
         self.workdir = workdir
@@ -96,13 +97,13 @@ class Stack:
         self.queues = [f"{self.prefix}{q}" for q in (*WORKERS, "dead_letter")]
         self.created_database: str | None = None
         database_url = os.environ.get("E2E_DATABASE_URL")
-        if database_url and own_database:
+        if database_url:
             database_url, self.created_database = _sibling_database(database_url, self.run_id)
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "procurement_system.settings",
-            # A fresh SQLite file by default; E2E_DATABASE_URL points the stack elsewhere (an
-            # empty PostgreSQL database, say) to run the same tests there.
+            # A fresh SQLite file by default; with E2E_DATABASE_URL, a fresh database on that
+            # PostgreSQL server, to run the same tests there.
             "DATABASE_URL": database_url or f"sqlite:///{workdir / 'e2e.sqlite3'}",
             "CELERY_QUEUE_PREFIX": self.prefix,
             "CHANNEL_LAYER_PREFIX": f"e2e-{self.run_id}",
@@ -313,8 +314,82 @@ class Stack:
                 channel.queue_delete(queue)
             channel.exchange_delete(f"{self.prefix}celery_tasks")
             channel.exchange_delete(f"{self.prefix}dead_letter")
+            channel.exchange_delete(f"{self.prefix}procurement.events")
         finally:
             connection.close()
+
+
+class Flower:
+    """Flower from the Procfile, as ``make run`` starts it, beside a stack: the stack's broker,
+    queue prefix and environment, a free port and the basic-auth ``credentials`` given."""
+
+    def __init__(self, stack: Stack, *, credentials: str, **env: str) -> None:
+        self.stack = stack
+        self.credentials = credentials
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **stack.env,
+            "FLOWER_PORT": str(self.port),
+            "FLOWER_BASIC_AUTH": credentials,
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *, timeout: float = 30) -> None:
+        log = open(self.stack.workdir / "flower.log", "w")  # noqa: SIM115 - closed with it
+        self.process = subprocess.Popen(
+            ["bash", "-c", f"exec {procfile_commands()['flower']}"],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self._listens, timeout=timeout, what="Flower to listen")
+
+    def status(self, path: str, credentials: str | None = None) -> int:
+        """The HTTP status Flower answers ``path`` with, sending ``credentials`` if any."""
+        return self._get(path, credentials)[0]
+
+    def get(self, path: str):
+        """``path``'s JSON body, read with Flower's credentials; fails unless 200."""
+        status, body = self._get(path, self.credentials)
+        assert status == 200, f"Flower answered {status} to {path}: {body[:300]!r}"
+        return json.loads(body)
+
+    def log(self) -> str:
+        return (self.stack.workdir / "flower.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def _get(self, path: str, credentials: str | None) -> tuple[int, bytes]:
+        headers = {}
+        if credentials is not None:
+            token = base64.b64encode(credentials.encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        request = urllib.request.Request(f"{self.url}{path}", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def _listens(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"Flower exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            return self._get("/", None)[0] > 0
+        except OSError:
+            return False
 
 
 def _children(pid: int) -> list[int]:

@@ -133,6 +133,24 @@ def dead_letters_peek(stack) -> list[dict]:
         connection.close()  # everything taken goes back
 
 
+def refused_by_the_notifications_worker(stack, task_id, body, properties, *, what: str) -> None:
+    """Empty the dead-letter queue, publish the message to the notifications queue, and wait
+    until the worker has refused it into the dead-letter queue."""
+    dead_letters(stack)
+    connection = connect()
+    try:
+        connection.channel().basic_publish(
+            f"{stack.prefix}celery_tasks", f"{stack.prefix}notifications", body, properties
+        )
+    finally:
+        connection.close()
+    wait_until(
+        lambda: any(d["id"] == task_id for d in dead_letters_peek(stack)),
+        timeout=15,
+        what=f"{what} in the dead-letter queue",
+    )
+
+
 @pytest.mark.parametrize(
     "kind",
     ["pickle", "unregistered"],
@@ -148,21 +166,58 @@ def test_a_message_the_worker_refuses_is_dead_lettered_at_once(stack, kind):
         )
     else:
         task_id, body, properties = celery_message("poison.never_registered", [1])
-    dead_letters(stack)
-    connection = connect()
-    try:
-        connection.channel().basic_publish(
-            f"{stack.prefix}celery_tasks", f"{stack.prefix}notifications", body, properties
-        )
-    finally:
-        connection.close()
-    wait_until(
-        lambda: any(d["id"] == task_id for d in dead_letters_peek(stack)),
-        timeout=15,
-        what=f"the {kind} message in the dead-letter queue",
+    refused_by_the_notifications_worker(
+        stack, task_id, body, properties, what=f"the {kind} message"
     )
     [dead] = [d for d in dead_letters(stack) if d["id"] == task_id]
     assert dead["reason"] == "rejected"  # refused once, not requeued: no loop
     assert stack.queue_depth("notifications") == 0
     log = stack.log("notifications")
     assert task_id in log or "ContentDisallowed" in log or "unregistered" in log.lower()
+
+
+def test_an_operator_puts_a_dead_letter_back_and_its_worker_receives_it_again(stack):
+    """``manage.py requeue_dead_letters`` with the stack's environment moves a message the
+    notifications worker refused back to its queue; the worker refuses it again, and the
+    message, the same one, is dead-lettered a second time."""
+    task_id, body, properties = celery_message("poison.never_registered", [2])
+    refused_by_the_notifications_worker(stack, task_id, body, properties, what="the message")
+
+    out = stack.manage("requeue_dead_letters", "--queue", "notifications")
+
+    # Ours, and any other message the shared stack's worker refused meanwhile.
+    lines = out.splitlines()
+    assert lines[0].startswith("Moved ") and lines[0].endswith(" back to the queue each died in:")
+    assert lines[1].split()[0] == f"{stack.prefix}notifications"
+
+    def deaths() -> int:
+        """How often our message has died in the notifications queue, by its x-death count (0:
+        not dead-lettered now)."""
+        connection = connect()
+        try:
+            channel = connection.channel()
+            while True:
+                method, header, _ = channel.basic_get(f"{stack.prefix}dead_letter")
+                if method is None:
+                    return 0
+                if (header.headers or {}).get("id") == task_id:
+                    return sum(
+                        death["count"]
+                        for death in header.headers["x-death"]
+                        if death["queue"] == f"{stack.prefix}notifications"
+                    )
+        finally:
+            connection.close()  # leaves every message there
+
+    try:
+        wait_until(lambda: deaths() == 2, timeout=30, what="the worker to refuse it again")
+    except TimeoutError as timeout:
+        # Say where the message is, for a failure that only a loaded machine shows.
+        raise AssertionError(
+            f"{timeout}: deaths={deaths()}, dead letters={dead_letters_peek(stack)}, "
+            f"notifications queue depth={stack.queue_depth('notifications')}, "
+            f"worker log tail:\n{stack.log('notifications')[-3000:]}"
+        ) from timeout
+    [dead] = [d for d in dead_letters(stack) if d["id"] == task_id]
+    assert dead["reason"] == "rejected"
+    assert stack.queue_depth("notifications") == 0

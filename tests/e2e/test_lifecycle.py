@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.e2e.client import call, http, notification, open_socket, pickup_data
+from tests.e2e.client import call, http, notification, open_inbox, open_socket, pickup_data
 from tests.e2e.stack import LIFECYCLE_ENV, REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
@@ -48,8 +48,8 @@ async def test_an_unanswered_offer_moves_to_the_next_vendor_with_real_beat(
 ):
     stack, tokens = lifecycle_stack, lifecycle_tokens
     alice = await open_socket(stack, tokens["alice"], "/ws/pickups/")
-    victor_inbox = await open_socket(stack, tokens["victor"], "/ws/notifications/")
-    vera_inbox = await open_socket(stack, tokens["vera"], "/ws/notifications/")
+    victor_inbox = await open_inbox(stack, tokens["victor"])
+    vera_inbox = await open_inbox(stack, tokens["vera"])
 
     created = await call(alice, "create", data=pickup_data())
     assert created["type"] == "pickup.created", created
@@ -93,7 +93,7 @@ async def test_a_pickup_whose_window_ends_expires_with_real_beat(lifecycle_stack
     no vendor holding it and no capacity held."""
     stack, tokens = lifecycle_stack, lifecycle_tokens
     alice = await open_socket(stack, tokens["alice"], "/ws/pickups/")
-    inbox = await open_socket(stack, tokens["alice"], "/ws/notifications/")
+    inbox = await open_inbox(stack, tokens["alice"])
 
     window = OFFER_TIMEOUT + 2 * SWEEP + 1  # long enough for at least one offer to time out
     now = datetime.now(UTC)
@@ -158,7 +158,7 @@ async def test_a_maintenance_backlog_does_not_delay_assignment(lifecycle_stack, 
     publish_s = time.perf_counter() - started
     try:
         alice = await open_socket(stack, tokens["alice"], "/ws/pickups/")
-        inbox = await open_socket(stack, tokens["victor"], "/ws/notifications/")
+        inbox = await open_inbox(stack, tokens["victor"])
         at_create = stack.queue_depth("maintenance")
         assert at_create > 0, "the maintenance worker drained the backlog before the test began"
         assert stack.queue_depth("assignments") < 50, "maintenance tasks went to assignments"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.e2e.client import call, next_frame, notification, open_socket, pickup_data
+from tests.e2e.client import call, next_frame, notification, open_inbox, open_socket, pickup_data
 from tests.e2e.stack import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
@@ -15,11 +15,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
 async def test_create_offer_reject_reoffer_accept_complete(stack, tokens):
     alice = await open_socket(stack, tokens["alice"], "/ws/pickups/")
-    alice_inbox = await open_socket(stack, tokens["alice"], "/ws/notifications/")
+    alice_inbox = await open_inbox(stack, tokens["alice"])
     victor = await open_socket(stack, tokens["victor"], "/ws/pickups/")
-    victor_inbox = await open_socket(stack, tokens["victor"], "/ws/notifications/")
+    victor_inbox = await open_inbox(stack, tokens["victor"])
     vera = await open_socket(stack, tokens["vera"], "/ws/pickups/")
-    vera_inbox = await open_socket(stack, tokens["vera"], "/ws/notifications/")
+    vera_inbox = await open_inbox(stack, tokens["vera"])
 
     created = await call(alice, "create", data=pickup_data(), idempotency_key="e2e-flow-1")
     assert created["type"] == "pickup.created", created
@@ -75,7 +75,7 @@ async def test_create_offer_reject_reoffer_accept_complete(stack, tokens):
 
 async def test_notification_socket_replays_exactly_what_it_missed(stack, tokens):
     alice = await open_socket(stack, tokens["alice"], "/ws/pickups/")
-    inbox = await open_socket(stack, tokens["alice"], "/ws/notifications/")
+    inbox = await open_inbox(stack, tokens["alice"])
     pickup_id = (await call(alice, "create", data=pickup_data()))["pickup"]["id"]
     seen = await notification(inbox, "pickup.offered", pickup_id)
     await inbox.close()
@@ -123,7 +123,7 @@ async def test_two_assignments_racing_for_the_last_unit_never_both_win(stack):
     )
     hamburg = (53.5530, 9.9920)
     sockets = [await open_socket(stack, keys[n], "/ws/pickups/") for n in ("hanna", "henrik")]
-    inboxes = [await open_socket(stack, keys[n], "/ws/notifications/") for n in ("hanna", "henrik")]
+    inboxes = [await open_inbox(stack, keys[n]) for n in ("hanna", "henrik")]
     for _ in range(5):
         replies = await asyncio.gather(
             *(
@@ -159,7 +159,7 @@ async def test_create_to_offer_latency(stack, tokens):
     """Every offer arrives; the create→offer times are printed for the record."""
     alice = await open_socket(stack, tokens["alice"], "/ws/pickups/")
     vince = await open_socket(stack, tokens["vince"], "/ws/pickups/")
-    inbox = await open_socket(stack, tokens["vince"], "/ws/notifications/")
+    inbox = await open_inbox(stack, tokens["vince"])
     reply_ms, offer_ms = [], []
     for _ in range(30):
         started = time.perf_counter()
@@ -183,7 +183,7 @@ async def test_create_to_offer_latency(stack, tokens):
 async def test_accept_and_reject_sent_at_once_are_serialized(stack, tokens):
     """Two sockets of the same vendor member race on one offer: exactly one change wins."""
     alice = await open_socket(stack, tokens["alice"], "/ws/pickups/")
-    inbox = await open_socket(stack, tokens["victor"], "/ws/notifications/")
+    inbox = await open_inbox(stack, tokens["victor"])
     first = await open_socket(stack, tokens["victor"], "/ws/pickups/")
     second = await open_socket(stack, tokens["victor"], "/ws/pickups/")
     for _ in range(5):
@@ -218,7 +218,7 @@ with connection.cursor() as cursor:
 
 async def test_task_results_land_in_the_database_cache_table(stack, tokens):
     alice = await open_socket(stack, tokens["alice"], "/ws/pickups/")
-    inbox = await open_socket(stack, tokens["alice"], "/ws/notifications/")
+    inbox = await open_inbox(stack, tokens["alice"])
     pickup_id = (await call(alice, "create", data=pickup_data()))["pickup"]["id"]
     await notification(inbox, "pickup.offered", pickup_id)
     # A result is written just after its task returns, a moment after the push we waited for.

@@ -6,7 +6,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from tests.e2e.client import call, http, notification, open_socket, pickup_data
+from tests.e2e.client import call, http, notification, open_inbox, open_socket, pickup_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -16,7 +16,7 @@ WEIGHED = {"paper": Decimal("37.4"), "metal": Decimal("12.5")}
 
 async def test_completion_issues_a_receipt_to_both_parties(stack, tokens):
     alice = await open_socket(stack, tokens["alice"], "/ws/pickups/")
-    alice_inbox = await open_socket(stack, tokens["alice"], "/ws/notifications/")
+    alice_inbox = await open_inbox(stack, tokens["alice"])
     data = pickup_data(materials=("paper", "metal"))
     data["items"][1]["estimated_kg"] = 15
     pickup_id = (await call(alice, "create", data=data))["pickup"]["id"]
@@ -27,7 +27,7 @@ async def test_completion_issues_a_receipt_to_both_parties(stack, tokens):
     member = MEMBERS[offered["vendor"]["name"]]
     quoted = {i["material"]: Decimal(i["price_per_kg"]) for i in offered["items"]}
     vendor = await open_socket(stack, tokens[member], "/ws/pickups/")
-    vendor_inbox = await open_socket(stack, tokens[member], "/ws/notifications/")
+    vendor_inbox = await open_inbox(stack, tokens[member])
 
     assert (await call(vendor, "accept", pickup_id=pickup_id))["type"] == "pickup.accepted"
     steps = {

@@ -4,14 +4,14 @@ import asyncio
 
 import pytest
 
-from tests.e2e.client import http, notification, open_socket, pickup_data
+from tests.e2e.client import http, notification, open_inbox, open_socket, pickup_data
 from tests.e2e.stack import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
 
 async def test_create_over_rest_is_offered_live_and_accepted_over_rest(stack, tokens):
-    inbox = await open_socket(stack, tokens["victor"], "/ws/notifications/")
+    inbox = await open_inbox(stack, tokens["victor"])
     status, pickup, _ = await asyncio.to_thread(
         http,
         stack,

@@ -16,14 +16,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from base64 import b64encode
 
 import pika
 import pytest
 import websockets
 
 from tests.conftest import require_service
-from tests.e2e.stack import REPO, Stack, free_port, procfile_commands, wait_until
+from tests.e2e.stack import REPO, Flower, Stack, free_port, procfile_commands, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -53,7 +52,6 @@ def secure_stack(tmp_path_factory):
         tmp_path_factory.mktemp("security"),
         processes=("web", "maintenance"),
         env={**PRODUCTION_OVER_HTTP, **LIMITS},
-        own_database=True,
     )
     try:
         stack.start()
@@ -272,29 +270,15 @@ async def test_a_pickle_message_is_refused_by_the_worker_and_nothing_runs(secure
 # --- Flower -------------------------------------------------------------------------------------
 
 
-def basic(user_password: str) -> dict[str, str]:
-    return {"Authorization": f"Basic {b64encode(user_password.encode()).decode()}"}
-
-
 async def test_flower_requires_its_credentials(secure_stack):
-    port = free_port()
     credentials = f"ops:{secrets.token_urlsafe(12)}"
-    flower = spawn(
-        secure_stack,
-        "flower",
-        procfile_commands()["flower"],
-        FLOWER_PORT=str(port),
-        FLOWER_BASIC_AUTH=credentials,
-    )
-    base = f"http://127.0.0.1:{port}"
+    flower = Flower(secure_stack, credentials=credentials)
     try:
-        await asyncio.to_thread(
-            wait_until, lambda: answers(f"{base}/", flower), timeout=30, what="Flower to listen"
-        )
+        await asyncio.to_thread(flower.start)
         for path in ("/", "/workers", "/api/workers", "/api/tasks"):
-            assert status_of(f"{base}{path}") == 401, path
-            assert status_of(f"{base}{path}", basic("ops:wrong")) == 401, path
-            assert status_of(f"{base}{path}", basic("admin:demo-pass-123")) == 401, path
-        assert status_of(f"{base}/api/workers?refresh=false", basic(credentials)) == 200
+            assert flower.status(path) == 401, path
+            assert flower.status(path, "ops:wrong") == 401, path
+            assert flower.status(path, "admin:demo-pass-123") == 401, path
+        assert flower.status("/api/workers?refresh=false", credentials) == 200
     finally:
-        stop(flower)
+        flower.stop()

@@ -126,7 +126,6 @@ def fault_stack(tmp_path_factory, one_run_per_machine):
         processes=LIFECYCLE_PROCESSES,
         env=FAULT_ENV,
         setup=LIFECYCLE_SETUP,
-        own_database=True,
     )
     try:
         stack.start()

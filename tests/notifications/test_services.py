@@ -1,9 +1,11 @@
+from unittest.mock import patch
+
 import pytest
 
 from notifications.models import Notification
 from notifications.selectors import notification_last_seq, notifications_after
 from notifications.services import notification_store, notifications_mark_read
-from notifications.tasks import send_notification_task
+from notifications.tasks import push_notifications_task, send_notification_task
 from procurement_system.errors import ValidationError
 from tests.factories import UserFactory
 
@@ -69,3 +71,39 @@ def test_an_unlisted_kind_cannot_be_sent():
 
     with pytest.raises(ValueError, match="pickup.teleported"):
         notify(messages={1: ""}, kind="pickup.teleported", data={}, event_key="k")
+
+
+def test_notify_enqueues_one_push_for_the_event_after_commit(django_capture_on_commit_callbacks):
+    from notifications.dispatch import notify
+
+    alice, victor, vera = UserFactory(), UserFactory(), UserFactory()
+    store(vera, "pickup:7:offered")  # told before: not new, not pushed again
+    with patch("notifications.dispatch.push_notifications_task.apply_async") as publish:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            new = notify(
+                messages={vera.pk: "v", victor.pk: "b", alice.pk: "a"},
+                kind="pickup.offered",
+                data={"pickup_id": 7},
+                event_key="pickup:7:offered",
+            )
+        publish.assert_not_called()  # nothing before the commit
+        for callback in callbacks:
+            callback()
+    assert new == sorted([alice.pk, victor.pk])
+    publish.assert_called_once_with((new, "pickup:7:offered"), {})
+
+
+def test_the_push_task_pushes_each_recipients_row_at_once_and_names_the_missing(caplog):
+    alice, victor, gone = UserFactory(), UserFactory(), UserFactory()
+    rows = {u.pk: store(u, "pickup:8:accepted", kind="pickup.accepted")[0] for u in (alice, victor)}
+    with patch("notifications.tasks.push_to_users", return_value=[True, False]) as push:
+        seqs = push_notifications_task([victor.pk, gone.pk, alice.pk], "pickup:8:accepted")
+    assert seqs == [rows[victor.pk].seq, rows[alice.pk].seq]
+    [(items,), _] = push.call_args
+    assert [(user_id, n["id"], n["kind"]) for user_id, n in items] == [
+        (victor.pk, rows[victor.pk].seq, "pickup.accepted"),
+        (alice.pk, rows[alice.pk].seq, "pickup.accepted"),
+    ]
+    logged = {(r.recipient_id, r.pushed) for r in caplog.records if hasattr(r, "pushed")}
+    assert logged == {(victor.pk, True), (alice.pk, False)}
+    assert f"no stored notification for users [{gone.pk}]" in caplog.text

@@ -339,3 +339,30 @@ def test_action_bodies_are_strict(offered, people, path, body):
     )
     assert response.status_code == 400 and response.json()["code"] == "validation_error"
     assert PickupRequest.objects.get(pk=offered.pk).status == "offered"
+
+
+def test_created_filters_take_any_iso_offset_and_compare_in_utc(customer):
+    """PostgreSQL refuses offsets beyond ±15:59 that ISO 8601 allows: the filter sends UTC."""
+    pickup = create_pickup(customer)
+    client = client_for(customer)
+    # -20:12 puts this moment 20 h 12 min after the same wall time in UTC.
+    wall = (pickup.created_at - timedelta(hours=20)).strftime("%Y-%m-%dT%H:%M:%S")
+    after = client.get("/api/pickups/", {"created_after": f"{wall}-20:12"})
+    assert after.status_code == 200
+    assert [p["id"] for p in after.json()["results"]] == []
+    before = client.get("/api/pickups/", {"created_before": f"{wall}-20:12"})
+    assert [p["id"] for p in before.json()["results"]] == [pickup.pk]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"created_after": "0001-01-01T00:00:00+05:00"},
+        {"created_before": "9999-12-31T23:00:00-05:00"},
+    ],
+)
+def test_a_moment_beyond_the_range_of_dates_is_a_validation_error(customer, query):
+    response = client_for(customer).get("/api/pickups/", query)
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_error"
+    assert list(response.json()["errors"]) == list(query)

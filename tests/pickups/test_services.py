@@ -64,6 +64,11 @@ def test_create_stores_request_and_offers_it_to_the_nearest_vendor(
     assert kinds_for(member_of(far)) == []
 
 
+def publishes(callbacks: list) -> list:
+    """The after-commit callbacks that publish a task (not, say, the transition's log line)."""
+    return [c for c in callbacks if c.__qualname__.startswith("publish of ")]
+
+
 def test_create_stores_the_notification_with_it_and_enqueues_work_after_commit(
     customer, near, django_capture_on_commit_callbacks
 ):
@@ -71,7 +76,7 @@ def test_create_stores_the_notification_with_it_and_enqueues_work_after_commit(
         pickup = create_pickup(customer)
     assert refreshed(pickup).status == "pending"
     assert kinds_for(customer) == ["pickup.created"]  # committed with the pickup
-    assert len(callbacks) == 2  # its push, and the assignment task
+    assert len(publishes(callbacks)) == 2  # its push, and the assignment task
 
 
 def test_notification_numbers_follow_the_order_of_events_whatever_order_tasks_run_in(
@@ -82,7 +87,7 @@ def test_notification_numbers_follow_the_order_of_events_whatever_order_tasks_ru
     with django_capture_on_commit_callbacks(execute=False) as assigned_callbacks:
         services.pickup_assign_vendor(pickup_id=pickup.pk)
     # The pushes run in the opposite order, as two busy workers may run them.
-    for callback in [*assigned_callbacks, *created_callbacks[:1]]:
+    for callback in [*assigned_callbacks, *publishes(created_callbacks)[:1]]:
         callback()
     told = Notification.objects.filter(recipient=customer).order_by("seq")
     assert [(n.seq, n.kind) for n in told] == [(1, "pickup.created"), (2, "pickup.offered")]

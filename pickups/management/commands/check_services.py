@@ -1,11 +1,14 @@
 """Fail fast, with the command that fixes it, when RabbitMQ or Redis is not reachable, or when
-RabbitMQ holds an older kind of task queue under one of our names."""
+RabbitMQ holds an older kind of task queue under one of our names. Warn, with the fix, when
+RabbitMQ's management API (Flower's queue lengths) is not: Flower works without it."""
 
 import redis
 from amqp.exceptions import PreconditionFailed
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from kombu import Connection
+
+from procurement_system.queues import management_api_problem
 
 HOW_TO_START = {
     "RabbitMQ": "rabbitmq-server -detached",
@@ -35,6 +38,7 @@ class Command(BaseCommand):
             raise CommandError(f"{' and '.join(f[0] for f in failures)} unavailable.")
         self._check_queues()
         self.stdout.write("RabbitMQ and Redis are reachable.")
+        self._check_management_api()
 
     def _check_queues(self) -> None:
         """Declare the task queues and the dead-letter queue as the workers will. A queue left
@@ -50,3 +54,10 @@ class Command(BaseCommand):
                         f"no worker runs and it is empty, delete it with: rabbitmqctl "
                         f"delete_queue {queue.name}"
                     ) from None
+
+    def _check_management_api(self) -> None:
+        problem = management_api_problem()
+        if problem is not None:
+            self.stderr.write(
+                self.style.WARNING(f"Warning: {problem}\n  Flower works, without queue lengths.")
+            )

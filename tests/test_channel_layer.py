@@ -1,0 +1,61 @@
+"""The channel layer against the real Redis: receiving in batches loses nothing and keeps order."""
+
+import asyncio
+import copy
+import uuid
+
+import pytest
+from channels import DEFAULT_CHANNEL_LAYER
+
+from procurement_system import channel_layer as module
+from procurement_system import settings as production
+from tests.conftest import require_service
+
+
+@pytest.fixture
+def layer():
+    require_service("Redis", 6379)
+    config = copy.deepcopy(production.CHANNEL_LAYERS[DEFAULT_CHANNEL_LAYER]["CONFIG"])
+    config["prefix"] = f"test-layer-{uuid.uuid4().hex}"
+    return module.PooledRedisChannelLayer(**config)
+
+
+async def test_a_burst_to_many_sockets_arrives_whole_in_order_in_few_redis_rounds(
+    layer, monkeypatch
+):
+    """250 sockets of one process, 3 messages each sent at once: every socket gets its three,
+    in order, while Redis is asked for a message (the blocking pop) a few times, not 750."""
+    blocking_pops = 0
+    single = module.RedisChannelLayer.receive_single
+
+    async def counted(self, channel):
+        nonlocal blocking_pops
+        blocking_pops += 1
+        return await single(self, channel)
+
+    monkeypatch.setattr(module.RedisChannelLayer, "receive_single", counted)
+    channels = [await layer.new_channel() for _ in range(250)]
+    for i, channel in enumerate(channels):
+        await layer.group_add(f"g{i}", channel)
+    for round_ in range(3):
+        for i in range(len(channels)):
+            await layer.group_send(f"g{i}", {"type": "t", "n": round_})
+
+    async def three(channel: str) -> list[int]:
+        return [(await layer.receive(channel))["n"] for _ in range(3)]
+
+    async with asyncio.timeout(20):
+        got = await asyncio.gather(*(three(c) for c in channels))
+    assert got == [[0, 1, 2]] * len(channels)
+    assert blocking_pops <= 50  # one by one would be 750
+    await layer.flush()
+
+
+async def test_plain_channels_are_received_one_by_one_as_before(layer):
+    await layer.send("plain.channel", {"type": "t", "n": 1})
+    await layer.send("plain.channel", {"type": "t", "n": 2})
+    async with asyncio.timeout(5):
+        assert (await layer.receive("plain.channel"))["n"] == 1
+        assert (await layer.receive("plain.channel"))["n"] == 2
+    assert not layer._taken
+    await layer.flush()
