@@ -41,9 +41,8 @@ def flash(
     response = reswap(retarget(response, "#flash"), "innerHTML")
     if code:
         response["X-Error-Code"] = code
-    else:
-        trigger_client_event(response, "pickups-changed")
-    return response
+    # Success or not, the panels fetch themselves again: an error often means the page was stale.
+    return trigger_client_event(response, "pickups-changed")
 
 
 def errors_text(error: DomainError) -> str:

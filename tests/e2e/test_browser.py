@@ -60,6 +60,7 @@ def site(tmp_path_factory):
 def chromium():
     from playwright.sync_api import sync_playwright
 
+    require_chromium()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -250,6 +251,107 @@ def test_a_rejected_offer_moves_on_and_both_boards_follow(people):
     victor.page.get_by_role("button", name="Mark all read").click()
     expect(unread).to_have_text("0")
     assert alice.console == [] and victor.console == [] and vera.console == []
+
+
+def test_a_change_announced_while_the_panel_is_fetched_is_shown_too(people):
+    """The customer's panel is being fetched (its answer still says "accepted") when the vendor
+    sets off: the page must fetch it once more and show "en route", not keep the older answer."""
+    from playwright.sync_api import expect
+
+    alice = people("alice")
+    victor = people("victor")
+    pickup_id = request_pickup(alice, **{"Paper (kg)": "3"})
+    offer = victor.page.locator(f"article.offer[data-pickup-id='{pickup_id}']")
+    expect(offer).to_be_visible(timeout=OFFER_SHOWN_WITHIN_MS)
+    expect_status(alice, pickup_id, "offered")
+
+    alice.page.evaluate(
+        """() => {
+            window.seenKinds = [];
+            document.body.addEventListener("notification", (event) => {
+                window.seenKinds.push(event.detail.kind);
+            });
+        }"""
+    )
+    held = []
+
+    def hold_the_first_answer(route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append((route, route.fetch()))  # the server's answer now: "accepted"
+
+    alice.page.route(f"**/pickups/{pickup_id}/panel/", hold_the_first_answer)
+    offer.get_by_role("button", name="Accept").click()
+    alice.page.wait_for_function("() => window.seenKinds.includes('pickup.accepted')")
+    victor.page.locator(f"article.job[data-pickup-id='{pickup_id}']").get_by_role(
+        "button", name="Set off (en route)"
+    ).click()
+    alice.page.wait_for_function(
+        "() => window.seenKinds.includes('pickup.en_route')", timeout=STEP_SHOWN_WITHIN_MS
+    )
+    assert len(held) == 1, "the first fetch was not held"
+    route, stale = held[0]
+    route.fulfill(response=stale)
+
+    expect_status(alice, pickup_id, "en_route")
+    assert alice.console == [] and victor.console == []
+
+
+def wait_until(person: Person, condition, what: str) -> None:
+    """Lets Playwright dispatch (route handlers run while it waits) until ``condition`` holds."""
+    deadline = time.monotonic() + STEP_SHOWN_WITHIN_MS / 1000
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        person.page.wait_for_timeout(20)
+
+
+def test_a_panel_is_not_replaced_under_a_form_being_sent(people):
+    """The vendor presses "Set off" just as a fresh copy of the jobs panel arrives: the copy is
+    held back, the press gets its message, and the panel then shows the next step."""
+    from playwright.sync_api import expect
+
+    alice = people("alice")
+    victor = people("victor")
+    page = victor.page
+    pickup_id = request_pickup(alice, **{"Paper (kg)": "2"})
+    page.locator(f"article.offer[data-pickup-id='{pickup_id}']").get_by_role(
+        "button", name="Accept"
+    ).click()
+    job = page.locator(f"article.job[data-pickup-id='{pickup_id}']")
+    expect(job).to_be_visible(timeout=STEP_SHOWN_WITHIN_MS)
+    page.evaluate(
+        """() => {
+            window.answered = [];
+            document.body.addEventListener("htmx:afterRequest", (event) => {
+                window.answered.push(event.detail.pathInfo.requestPath);
+            });
+        }"""
+    )
+    panel_answers, presses = [], []
+    page.route(
+        "**/portal/*/jobs/",
+        lambda route: route.continue_()
+        if panel_answers
+        else panel_answers.append((route, route.fetch())),
+    )
+    page.route(f"**/portal/pickups/{pickup_id}/advance/", lambda route: presses.append(route))
+
+    page.evaluate("htmx.trigger(document.body, 'pickups-changed')")  # a fresh copy is fetched
+    wait_until(victor, lambda: panel_answers, "the jobs panel's fetch")
+    job.get_by_role("button", name="Set off (en route)").click()
+    wait_until(victor, lambda: presses, "the press to be sent")
+    route, copy = panel_answers[0]
+    route.fulfill(response=copy)  # arrives while the press is under way
+    page.wait_for_function("() => window.answered.some((path) => path.endsWith('/jobs/'))")
+    presses[0].continue_()
+
+    expect(page.locator("#flash")).to_contain_text(f"You are on the way to pickup #{pickup_id}.")
+    expect(job.get_by_role("button", name="Picked up")).to_be_visible(
+        timeout=STEP_SHOWN_WITHIN_MS
+    )
+    expect_status(alice, pickup_id, "en_route")
+    assert alice.console == [] and victor.console == []
 
 
 def test_going_offline_and_changing_the_price_list(people):

@@ -88,8 +88,10 @@ def test_each_panel_fetches_itself_again_on_live_events(browser, vendor):
     ]:
         assert (
             f'hx-get="{url}" hx-trigger="notification from:body, pickups-changed from:body, '
-            'live-reconnected from:body" hx-swap="outerHTML"'
+            'live-reconnected from:body" hx-swap="innerHTML"'
         ) in page
+        # The wrapper stays; what a panel's URL answers goes inside it, without another wrapper.
+        assert "live-panel" not in browser.get(url).content.decode()
 
 
 def test_an_unknown_panel_is_not_found(browser, vendor):
@@ -119,7 +121,8 @@ def test_another_vendors_offer_is_not_found_and_unchanged(offered):
     response = post(client, f"/portal/pickups/{offered.pk}/accept/")
     assert response["X-Error-Code"] == "not_found"
     assert 'data-code="not_found"' in response.content.decode()
-    assert "HX-Trigger" not in response
+    # The page asks its panels to fetch themselves again, as after any action: they may be stale.
+    assert "pickups-changed" in response["HX-Trigger"]
     assert status_of(offered) == "offered"
 
 

@@ -151,4 +151,14 @@
     setInterval(tick, 1000);
   });
   document.addEventListener("htmx:afterSwap", tick);
+
+  // A live panel is not replaced while one of its forms is being sent: the form's answer (the
+  // message, and "pickups-changed") would have no place left to go. That answer asks every panel
+  // to fetch itself again, so the change that was held back is shown then.
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const panel = event.target;
+    if (panel.classList.contains("live-panel") && panel.querySelector(".htmx-request")) {
+      event.detail.shouldSwap = false;
+    }
+  });
 })();
