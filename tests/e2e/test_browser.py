@@ -331,9 +331,9 @@ def test_a_panel_is_not_replaced_under_a_form_being_sent(people):
     panel_answers, presses = [], []
     page.route(
         "**/portal/*/jobs/",
-        lambda route: route.continue_()
-        if panel_answers
-        else panel_answers.append((route, route.fetch())),
+        lambda route: (
+            route.continue_() if panel_answers else panel_answers.append((route, route.fetch()))
+        ),
     )
     page.route(f"**/portal/pickups/{pickup_id}/advance/", lambda route: presses.append(route))
 
@@ -347,9 +347,7 @@ def test_a_panel_is_not_replaced_under_a_form_being_sent(people):
     presses[0].continue_()
 
     expect(page.locator("#flash")).to_contain_text(f"You are on the way to pickup #{pickup_id}.")
-    expect(job.get_by_role("button", name="Picked up")).to_be_visible(
-        timeout=STEP_SHOWN_WITHIN_MS
-    )
+    expect(job.get_by_role("button", name="Picked up")).to_be_visible(timeout=STEP_SHOWN_WITHIN_MS)
     expect_status(alice, pickup_id, "en_route")
     assert alice.console == [] and victor.console == []
 
