@@ -383,17 +383,28 @@ def sustained(result: dict, *, offer_p99_limit_ms: float) -> bool:
 # --- 3 and 4. fan-out, our path against the naive one ----------------------------------------
 
 
+async def naive_sockets(stack, people: list[Person]) -> dict[int, Client]:
+    """The naive socket of each of ``people``, open, by user id."""
+    clients = {p.user_id: Client(f"{stack.ws}/ws/naive/notifications/", p.token) for p in people}
+    errors = [e for e in await connect_all(list(clients.values()), parallel=100) if e is not None]
+    if errors:
+        raise RuntimeError(f"{len(errors)} naive sockets did not open: {errors[0]!r}")
+    return clients
+
+
 async def fanout(stack, clients: dict[int, Client], *, events: int, mode: str) -> dict:
     """Notifications delivered per second from the notifications workers to connected sockets.
 
     ``events`` events each to every user in ``clients`` are stored first (not measured), then
     their pushes are published at once: ``platform`` publishes the platform's own push task,
     one per event for all its recipients; ``naive`` one ``bench.tasks.naive_push_task`` per
-    notification (``async_to_sync(group_send)`` each). The rate is notifications delivered over
+    notification (``async_to_sync(group_send)`` each) to the naive sockets, which load each
+    notification with an ORM ``.get()`` (``clients`` are connected to the socket of the mode). The rate is notifications delivered over
     the time from the first publish to the last arrival."""
     from django.db import transaction
 
     from bench.tasks import naive_push_task
+    from notifications.models import Notification
     from notifications.services import notification_store
     from notifications.tasks import push_notifications_task
 
@@ -401,29 +412,26 @@ async def fanout(stack, clients: dict[int, Client], *, events: int, mode: str) -
     run = uuid.uuid4().hex[:8]
 
     @sync_to_async(thread_sensitive=False)
-    def store() -> list[tuple[str, list[tuple[int, int]]]]:
+    def store() -> list[tuple[str, list[Notification]]]:
         stored = []
         for e in range(events):
             key = f"bench-fanout-{run}-{e}"
             with transaction.atomic():
-                seqs = [
-                    (
-                        uid,
-                        notification_store(
-                            user_id=uid,
-                            kind="vendor.digest",
-                            message=f"Fan-out {e}",
-                            data={"bench": run, "event": e},
-                            event_key=key,
-                        )[0].seq,
-                    )
+                rows = [
+                    notification_store(
+                        user_id=uid,
+                        kind="vendor.digest",
+                        message=f"Fan-out {e}",
+                        data={"bench": run, "event": e},
+                        event_key=key,
+                    )[0]
                     for uid in user_ids
                 ]
-            stored.append((key, seqs))
+            stored.append((key, rows))
         return stored
 
     stored = await store()
-    expected = {(uid, seq) for _, seqs in stored for uid, seq in seqs}
+    expected = {(n.recipient_id, n.seq) for _, rows in stored for n in rows}
     inbox = Inbox()
     done = asyncio.Event()
     latencies: list[float] = []
@@ -444,12 +452,12 @@ async def fanout(stack, clients: dict[int, Client], *, events: int, mode: str) -
     @sync_to_async(thread_sensitive=False)
     def publish() -> None:
         if mode == "platform":
-            for key, seqs in stored:
-                push_notifications_task.delay([uid for uid, _ in seqs], key)
+            for key, rows in stored:
+                push_notifications_task.delay([n.recipient_id for n in rows], key)
         else:
-            for _, seqs in stored:
-                for uid, seq in seqs:
-                    naive_push_task.delay(uid, seq)
+            for _, rows in stored:
+                for notification in rows:
+                    naive_push_task.delay(notification.recipient_id, notification.pk)
 
     cpu_before = cpu_seconds(stack)
     started = now()

@@ -1,7 +1,9 @@
 """The benchmark stack's settings: the product's, plus the naive path it is compared with.
 
-The naive path (``bench.tasks``) is what the platform replaces: one Celery task per notification
-that pushes it with ``async_to_sync(group_send)``. It exists only in the benchmark's stack.
+The naive path is what the platform replaces: one Celery task per notification that pushes its
+id with ``async_to_sync(group_send)`` (``bench.tasks``), to a socket that loads each one with an
+ORM ``.get()`` (``bench.consumers``, at ``/ws/naive/notifications/``). It exists only in the
+benchmark's stack.
 """
 
 from procurement_system.settings import *  # noqa: F403
@@ -15,3 +17,4 @@ CELERY_TASK_ROUTES = {
         "routing_key": QUEUE_NOTIFICATIONS,
     },
 }
+WEBSOCKET_URLPATTERNS = "bench.routing.websocket_urlpatterns"

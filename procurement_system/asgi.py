@@ -10,8 +10,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "procurement_system.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.utils.module_loading import import_string  # noqa: E402
 
-from procurement_system.routing import websocket_urlpatterns  # noqa: E402
 from procurement_system.websocket_auth import (  # noqa: E402
     OptionalOriginValidator,
     TokenOrSessionAuthMiddleware,
@@ -21,7 +22,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": OptionalOriginValidator(
-            TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))
+            TokenOrSessionAuthMiddleware(URLRouter(import_string(settings.WEBSOCKET_URLPATTERNS)))
         ),
     }
 )

@@ -103,6 +103,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "procurement_system.urls"
 ASGI_APPLICATION = "procurement_system.asgi.application"
+# The WebSocket routes the ASGI application serves (the benchmark's stack adds one).
+WEBSOCKET_URLPATTERNS = "procurement_system.routing.websocket_urlpatterns"
 WSGI_APPLICATION = None
 
 TEMPLATES = [
