@@ -14,12 +14,24 @@ receives are answered from them without going to Redis. Those few are held in th
 memory rather than in the backup queue; should the process die holding them, they are lost like
 the messages already in its sockets' buffers, which is what the stored notifications are for
 (sockets fill any gap from the database).
+
+channels-redis also has every waiting socket of a process contend for one lock to read that
+queue: each socket waits on two futures (the lock, and its own buffer) and gives the lock future
+up whenever a message reaches it, which costs time in proportion to the sockets open. With
+thousands open, an idle socket made every delivery slower. Here one reader task per process
+queue reads it and hands each message to its socket's buffer; a socket only waits on its own
+buffer. Should the reader fail (Redis away), every socket waiting gets the error, as each would
+have with the stock layer, and the next receive starts a new reader.
 """
 
+import asyncio
+import logging
 from collections import defaultdict, deque
 
 from channels_redis.core import RedisChannelLayer
 from redis.asyncio import BlockingConnectionPool
+
+logger = logging.getLogger(__name__)
 
 RECEIVE_BATCH = 100
 
@@ -29,6 +41,45 @@ class PooledRedisChannelLayer(RedisChannelLayer):
         super().__init__(*args, **kwargs)
         # Process-wide queue name -> messages taken from it in a batch, not yet handed out.
         self._taken: defaultdict[str, deque] = defaultdict(deque)
+        # Process-wide queue name -> the task reading it into the sockets' buffers.
+        self._readers: dict[str, asyncio.Task] = {}
+
+    async def receive(self, channel: str) -> dict:
+        """The next message for ``channel``; a socket's channel of this process waits on its own
+        buffer, which the process queue's single reader fills."""
+        if "!" not in channel:
+            return await super().receive(channel)
+        assert self.require_valid_channel_name(channel)
+        self._start_reader(self.non_local_name(channel))
+        try:
+            message = await self.receive_buffer[channel].get()
+        except asyncio.CancelledError:
+            # The socket is gone: so is its buffer (the stock layer does the same).
+            self.receive_buffer.pop(channel, None)
+            raise
+        if isinstance(message, _ReaderFailed):
+            self.receive_buffer.pop(channel, None)
+            raise message.error
+        return message
+
+    def _start_reader(self, queue: str) -> None:
+        loop = asyncio.get_running_loop()
+        reader = self._readers.get(queue)
+        if reader is None or reader.done() or reader.get_loop() is not loop:
+            self._readers[queue] = loop.create_task(self._read(queue))
+
+    async def _read(self, queue: str) -> None:
+        try:
+            while True:
+                to, message = await self.receive_single(queue)
+                for channel in to if isinstance(to, list) else [to]:
+                    self.receive_buffer[channel].put_nowait(message)
+        except Exception as error:
+            logger.warning("reading the channel layer's %s failed: %r", queue, error)
+            failed = _ReaderFailed(error)
+            for channel, buffer in list(self.receive_buffer.items()):
+                if channel.startswith(queue):
+                    buffer.put_nowait(failed)
 
     def create_pool(self, index: int) -> BlockingConnectionPool:
         host = dict(self.hosts[index])
@@ -54,5 +105,15 @@ class PooledRedisChannelLayer(RedisChannelLayer):
         return message.pop("__asgi_channel__", channel), message
 
     async def flush(self) -> None:
+        for reader in self._readers.values():
+            reader.cancel()
+        self._readers.clear()
         self._taken.clear()
         await super().flush()
+
+
+class _ReaderFailed:
+    """Put in the buffers of the sockets waiting when the process queue's reader failed."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error

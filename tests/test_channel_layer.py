@@ -59,3 +59,41 @@ async def test_plain_channels_are_received_one_by_one_as_before(layer):
         assert (await layer.receive("plain.channel"))["n"] == 2
     assert not layer._taken
     await layer.flush()
+
+
+async def test_each_socket_waits_on_its_own_buffer_filled_by_one_reader(layer):
+    """A thousand sockets of one process waiting at once: one reader task reads the process
+    queue, not a lock taken in turn by each socket."""
+    channels = [await layer.new_channel() for _ in range(1000)]
+    waiting = [asyncio.create_task(layer.receive(c)) for c in channels]
+    await asyncio.sleep(0)  # every receive is waiting now
+    assert len(layer._readers) == 1
+    for i, channel in enumerate(channels):
+        await layer.send(channel, {"type": "t", "n": i})
+    async with asyncio.timeout(20):
+        got = await asyncio.gather(*waiting)
+    assert [m["n"] for m in got] == list(range(1000))
+    await layer.flush()
+
+
+async def test_a_failed_reader_fails_the_waiting_sockets_and_the_next_receive_recovers(
+    layer, monkeypatch
+):
+    channels = [await layer.new_channel() for _ in range(3)]
+    single = module.PooledRedisChannelLayer.receive_single
+
+    async def redis_away(self, channel):
+        raise ConnectionError("Redis is away")
+
+    monkeypatch.setattr(module.PooledRedisChannelLayer, "receive_single", redis_away)
+    async with asyncio.timeout(5):
+        outcomes = await asyncio.gather(
+            *(layer.receive(c) for c in channels), return_exceptions=True
+        )
+    assert [type(o) for o in outcomes] == [ConnectionError] * 3
+
+    monkeypatch.setattr(module.PooledRedisChannelLayer, "receive_single", single)
+    await layer.send(channels[0], {"type": "t", "n": 1})
+    async with asyncio.timeout(5):
+        assert (await layer.receive(channels[0]))["n"] == 1
+    await layer.flush()
