@@ -61,7 +61,9 @@ class GroupSender:
         self, messages: Sequence[tuple[str, dict]], timeout: float
     ) -> list[BaseException | None]:
         """Send every ``(group, message)`` at once; per item, None if the layer took it, else
-        the exception (TimeoutError after ``timeout``). One slow group does not hold up the rest.
+        the exception (TimeoutError after ``timeout``). With the Redis layer they go together, in a
+        few round trips (``group_send_many``), and fail together; with another layer each goes on
+        its own, and one slow group does not hold up the rest.
         """
         _refuse_inside_event_loop()
         if not messages:
@@ -111,6 +113,14 @@ class GroupSender:
 async def _send_all(
     layer: BaseChannelLayer, messages: Sequence[tuple[str, dict]], timeout: float
 ) -> list[BaseException | None]:
+    if hasattr(layer, "group_send_many"):  # the Redis layer: all of them in a few round trips
+        try:
+            async with asyncio.timeout(timeout):
+                await layer.group_send_many(messages)
+        except Exception as error:
+            return [error] * len(messages)
+        return [None] * len(messages)
+
     async def send_one(group: str, message: dict) -> None:
         async with asyncio.timeout(timeout):
             await layer.group_send(group, message)

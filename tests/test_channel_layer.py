@@ -97,3 +97,60 @@ async def test_a_failed_reader_fails_the_waiting_sockets_and_the_next_receive_re
     async with asyncio.timeout(5):
         assert (await layer.receive(channels[0]))["n"] == 1
     await layer.flush()
+
+
+async def test_many_group_messages_reach_every_member_in_a_few_redis_rounds(layer, monkeypatch):
+    """300 groups (users), some with two sockets, one with none, and one plain channel: each
+    member gets its group's message, and Redis sees a handful of round trips, not 1,200."""
+    channels = [await layer.new_channel() for _ in range(400)]
+    groups = {f"u{i}": [channels[i]] for i in range(300)}
+    for i in range(100):  # a second socket for the first hundred users
+        groups[f"u{i}"].append(channels[300 + i])
+    groups["nobody"] = []
+    groups["plain"] = ["plain.channel"]
+    for group, members in groups.items():
+        for channel in members:
+            await layer.group_add(group, channel)
+    executed = 0
+    pipeline = type(layer.connection(0).pipeline())
+    execute = pipeline.execute
+
+    async def counted(self, *args, **kwargs):
+        nonlocal executed
+        executed += 1
+        return await execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "execute", counted)
+    await layer.group_send_many([(g, {"type": "t", "to": g}) for g in groups])
+    assert executed <= 3  # the members, and the expired messages of each batch's queues
+
+    async with asyncio.timeout(20):
+        got = await asyncio.gather(*(layer.receive(c) for c in channels))
+        plain = await layer.receive("plain.channel")
+    expected = {c: g for g, members in groups.items() for c in members}
+    assert [m["to"] for m in got] == [expected[c] for c in channels]
+    assert plain["to"] == "plain"
+    await layer.flush()
+
+
+async def test_a_queue_at_capacity_refuses_what_group_send_many_adds(layer):
+    layer.capacity = 2
+    channel = await layer.new_channel()
+    await layer.group_add("g", channel)
+    await layer.group_send_many([("g", {"type": "t", "n": n}) for n in range(4)])
+    async with asyncio.timeout(5):
+        got = [(await layer.receive(channel))["n"] for _ in range(2)]
+    assert got == [0, 1]
+    assert await layer.connection(0).zcard(layer.prefix + layer.non_local_name(channel)) == 0
+    await layer.flush()
+
+
+async def test_a_socket_gets_the_messages_of_one_call_in_the_order_given(layer):
+    channel = await layer.new_channel()
+    await layer.group_add("g", channel)
+    await layer.group_send_many([("g", {"type": "t", "n": n}) for n in range(50)])
+    await layer.group_send_many([("g", {"type": "t", "n": n}) for n in range(50, 60)])
+    async with asyncio.timeout(5):
+        got = [(await layer.receive(channel))["n"] for _ in range(60)]
+    assert got == list(range(60))
+    await layer.flush()
