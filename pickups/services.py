@@ -87,6 +87,9 @@ def pickup_create(
                 notes=notes,
                 contact_phone=contact_phone,
                 idempotency_key=idempotency_key or None,
+                # The assignment's task id, chosen now, so that the pickup can name the task a
+                # client may poll at ``/api/tasks/<id>/``.
+                assignment_task_id=str(uuid.uuid4()),
             )
             bind_pickup(pickup)  # the logs and tasks from here on carry its correlation id
             _store_items(pickup, items)
@@ -104,7 +107,7 @@ def pickup_create(
                 f"Pickup #{pickup.pk} was received; looking for a vendor.",
                 vendor_id=None,
             )
-            _enqueue_assignment(pickup)
+            _queue_assignment(pickup)
     except IntegrityError:
         existing = (
             _pickup_by_key(customer=customer, key=idempotency_key) if idempotency_key else None
@@ -352,6 +355,11 @@ def _enqueue_assignment(pickup: PickupRequest) -> None:
     task (``assignment_task_id``) that a client may poll at ``/api/tasks/<id>/``."""
     pickup.assignment_task_id = str(uuid.uuid4())
     pickup.save(update_fields=["assignment_task_id"])
+    _queue_assignment(pickup)
+
+
+def _queue_assignment(pickup: PickupRequest) -> None:
+    """Queue the assignment after commit, as the task its ``assignment_task_id`` names."""
     tasks.assign_vendor_task.apply_async_on_commit((pickup.pk,), task_id=pickup.assignment_task_id)
 
 
@@ -657,12 +665,13 @@ def _log_transition(
 
 def _relay_events_soon() -> None:
     """After commit: queue a relay of the domain events, unless one is queued that has not
-    started yet (it sends these too). A failure is logged (robust ``on_commit``) and the
+    started yet (it sends these too). It starts ``EVENTS_RELAY_DELAY_SECONDS`` later, so the
+    transitions of a busy moment share it. A failure is logged (robust ``on_commit``) and the
     periodic relay sends the events."""
     if not outbox.wake_up_due():
         return
     try:
-        tasks.relay_events_task.apply_async()
+        tasks.relay_events_task.apply_async(countdown=settings.EVENTS_RELAY_DELAY_SECONDS)
     except Exception:
         outbox.wake_up_received()
         raise
