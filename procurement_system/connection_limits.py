@@ -11,9 +11,11 @@ every web process: with the Redis channel layer, each user has a sorted set in t
 of the channel names of their open sockets, each scored with the moment it lapses. A Lua script
 drops the lapsed names, counts the rest and adds the new socket only if there is room, all in one
 atomic step, by Redis's own clock; closing the socket removes its name. Nothing is incremented or
-decremented, so no count can drift. A socket pushes its moment on every third of
-``WEBSOCKET_SLOT_TTL_SECONDS``, so the sockets of a process that crashed, which never said
-goodbye, stop counting at most that long after it died. The trade-off: for up to that long after
+decremented, so no count can drift. Every third of ``WEBSOCKET_SLOT_TTL_SECONDS`` one task per
+process pushes the moments of all its open sockets on, in one Redis pipeline (a task per socket
+cost a task's memory per socket and, at 10,000 sockets, 250 Redis calls a second), so the
+sockets of a process that crashed, which never said goodbye, stop counting at most that long
+after it died. The trade-off: for up to that long after
 a crash a user may be refused sockets they no longer hold, and a process whose event loop stalls
 for longer than two thirds of it may let a socket lapse, which lets one more in meanwhile. With
 the in-memory channel layer (one process; the tests) the same count is kept in the process.
@@ -22,6 +24,7 @@ the in-memory channel layer (one process; the tests) the same count is kept in t
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -110,10 +113,63 @@ return 1
 """
 
 
-class RedisSockets:
+class Refresher:
+    """Keeps the places of this process's open sockets fresh (of one store, for one TTL): one
+    task for all of them, which pushes their moments on every third of the TTL, all at once. It
+    ends when the last socket has gone and starts again with the next."""
+
+    def __init__(self, sockets: "RedisSockets | LocalSockets", ttl: float) -> None:
+        self.sockets = sockets
+        self.ttl = ttl
+        self.slots: set[SocketSlot] = set()
+        self.task: asyncio.Task | None = None
+
+    def add(self, slot: "SocketSlot") -> None:
+        self.slots.add(slot)
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            self.task = loop.create_task(self._run())
+
+    def discard(self, slot: "SocketSlot") -> None:
+        self.slots.discard(slot)
+
+    async def _run(self) -> None:
+        while self.slots:
+            await asyncio.sleep(self.ttl / 3)
+            places = [(s.user_id, s.channel_name, s.limit) for s in self.slots if s.held]
+            try:
+                await self.sockets.take_all(places, self.ttl)
+            except Exception:
+                logger.exception("could not refresh the places of %s sockets", len(places))
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.refreshers: dict[float, Refresher] = {}
+
+    def refresher(self, ttl: float) -> Refresher:
+        if ttl not in self.refreshers:
+            self.refreshers[ttl] = Refresher(self, ttl)
+        return self.refreshers[ttl]
+
+    async def take(self, user_id: int, name: str, limit: int, ttl: float) -> bool:
+        raise NotImplementedError
+
+    async def take_all(self, places: list[tuple[int, str, int]], ttl: float) -> None:
+        """``take`` each ``(user_id, name, limit)`` again: pushes its moment on, or takes its
+        place again if it lapsed meanwhile and there is room."""
+        for user_id, name, limit in places:
+            await self.take(user_id, name, limit, ttl)
+
+
+class RedisSockets(_Store):
     """Each user's open sockets as a sorted set in the Redis of the channel layer."""
 
+    #: Places refreshed in one pipeline.
+    BATCH = 500
+
     def __init__(self, layer) -> None:
+        super().__init__()
         self.layer = layer
 
     def _client(self, key: str):
@@ -127,16 +183,32 @@ class RedisSockets:
         script = self._client(key).register_script(_TAKE)
         return bool(await script(keys=[key], args=[name, limit, ttl]))
 
+    async def take_all(self, places: list[tuple[int, str, int]], ttl: float) -> None:
+        by_client: dict[int, list[tuple[str, str, int]]] = {}
+        for user_id, name, limit in places:
+            key = self.key(user_id)
+            index = self.layer.consistent_hash(key)
+            by_client.setdefault(index, []).append((key, name, limit))
+        for index, batch in by_client.items():
+            client = self.layer.connection(index)
+            script = client.register_script(_TAKE)
+            for start in range(0, len(batch), self.BATCH):
+                pipe = client.pipeline(transaction=False)
+                for key, name, limit in batch[start : start + self.BATCH]:
+                    await script(keys=[key], args=[name, limit, ttl], client=pipe)
+                await pipe.execute()
+
     async def give_back(self, user_id: int, name: str) -> None:
         key = self.key(user_id)
         await self._client(key).zrem(key, name)
 
 
-class LocalSockets:
+class LocalSockets(_Store):
     """The same count in this process, for the in-memory channel layer (which reaches no other
     process either). Every step runs without an ``await``, so it is atomic on the event loop."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.users: dict[int, dict[str, float]] = {}
 
     async def take(self, user_id: int, name: str, limit: int, ttl: float) -> bool:
@@ -158,9 +230,16 @@ class LocalSockets:
 local_sockets = LocalSockets()
 
 
+_redis_stores: "weakref.WeakKeyDictionary[object, RedisSockets]" = weakref.WeakKeyDictionary()
+
+
 def sockets_of(layer) -> RedisSockets | LocalSockets:
+    """The store of the sockets counted through ``layer``: one per layer, so that one refresher
+    serves all the sockets of the process."""
     if hasattr(layer, "consistent_hash") and hasattr(layer, "connection"):
-        return RedisSockets(layer)
+        if layer not in _redis_stores:
+            _redis_stores[layer] = RedisSockets(layer)
+        return _redis_stores[layer]
     return local_sockets
 
 
@@ -186,7 +265,7 @@ class SocketSlot:
         self.limit = settings.WEBSOCKET_MAX_PER_USER if limit is None else limit
         self.ttl = settings.WEBSOCKET_SLOT_TTL_SECONDS if ttl is None else ttl
         self.held = False
-        self._keeper: asyncio.Task | None = None
+        self.refresher = self.sockets.refresher(self.ttl)
 
     async def acquire(self) -> bool:
         """Take a place and keep it fresh; False when the user's sockets are all open."""
@@ -200,13 +279,11 @@ class SocketSlot:
             logger.exception("socket count unavailable; user %s let in uncounted", self.user_id)
             return True
         if self.held:
-            self._keeper = asyncio.create_task(self._keep())
+            self.refresher.add(self)
         return self.held
 
     async def release(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            self._keeper = None
+        self.refresher.discard(self)
         if not self.held:
             return
         self.held = False
@@ -220,11 +297,3 @@ class SocketSlot:
         is room."""
         if self.held:
             await self.sockets.take(self.user_id, self.channel_name, self.limit, self.ttl)
-
-    async def _keep(self) -> None:
-        while True:
-            await asyncio.sleep(self.ttl / 3)
-            try:
-                await self.refresh()
-            except Exception:
-                logger.exception("could not refresh a socket of user %s", self.user_id)

@@ -389,7 +389,7 @@ async def test_a_crashed_process_stops_counting_when_its_sockets_lapse(store):
     crashed = [store.slot(layer, f"dead.{n}") for n in range(2)]
     for slot in crashed:
         assert await slot.acquire()
-        slot._keeper.cancel()  # the process died: no refresh, no release
+        slot.refresher.discard(slot)  # the process died: no refresh, no release
     assert not await store.slot(store.process(), "new.1").acquire()
     await store.wait(1.1)  # the TTL
     fresh = store.slot(store.process(), "new.2")
@@ -401,7 +401,7 @@ async def test_an_open_socket_keeps_counting_by_refreshing(store):
     layer = store.process()
     slot = store.slot(layer, "alive", limit=1, ttl=2.0)
     assert await slot.acquire()
-    slot._keeper.cancel()  # driven by hand here
+    slot.refresher.discard(slot)  # driven by hand here
     for _ in range(2):
         await store.wait(1.3)  # two thirds of the TTL, and a bit
         await slot.refresh()
@@ -410,11 +410,28 @@ async def test_an_open_socket_keeps_counting_by_refreshing(store):
     assert await store.slot(layer, "other", limit=1, ttl=2.0).acquire()
 
 
+async def test_refreshing_all_the_sockets_at_once_keeps_each_counted(store):
+    layer = store.process()
+    slots = [store.slot(layer, f"s.{n}") for n in range(2)]
+    slots.append(store.slot(layer, "t.0", user_id=8, limit=1))
+    for slot in slots:
+        assert await slot.acquire()
+        slot.refresher.discard(slot)  # driven by hand here
+    await store.wait(0.7)
+    places = [(slot.user_id, slot.channel_name, slot.limit) for slot in slots]
+    await slots[0].sockets.take_all(places, 1.0)
+    await store.wait(0.5)  # past the first TTL, within the pushed one
+    assert not await store.slot(layer, "s.new").acquire()
+    assert not await store.slot(layer, "t.new", user_id=8, limit=1).acquire()
+    await store.wait(0.6)  # past the pushed one too
+    assert await store.slot(layer, "t.new", user_id=8, limit=1).acquire()
+
+
 async def test_a_socket_that_lapsed_counts_again_on_refresh_if_there_is_room(store):
     layer = store.process()
     slot = store.slot(layer, "stalled", limit=1)
     assert await slot.acquire()
-    slot._keeper.cancel()
+    slot.refresher.discard(slot)
     await store.wait(1.1)  # its process stalled past the TTL
     newcomer = store.slot(layer, "newcomer", limit=1)
     assert await newcomer.acquire()
@@ -432,23 +449,44 @@ async def test_no_cap_when_the_limit_is_zero(store):
     assert await store.slot(layer, "counted", limit=1).acquire()  # none of the 50 counted
 
 
-async def test_the_keeper_refreshes_on_its_own(monkeypatch):
-    refreshed = []
-    slot = SocketSlot(7, "alive", InMemoryChannelLayer(), limit=1, ttl=0.3)  # every 0.1 s
+async def test_one_task_refreshes_every_open_socket_of_the_process(monkeypatch):
+    layer = InMemoryChannelLayer()
+    slots = [SocketSlot(7, name, layer, limit=2, ttl=0.3) for name in ("a", "b")]  # every 0.1 s
+    refresher = slots[0].refresher
+    assert slots[1].refresher is refresher
+    rounds: list[list[str]] = []
+    enough = asyncio.Event()
+    wanted = 3
 
-    async def refresh():
-        refreshed.append(True)
-        if len(refreshed) == 2:
-            raise ConnectionError("Redis restarting")  # logged; the keeper keeps going
+    async def take_all(places, ttl):
+        rounds.append(sorted(name for _, name, _ in places))
+        if len(rounds) >= wanted:
+            enough.set()
+        if len(rounds) == 1:
+            raise ConnectionError("Redis restarting")  # logged; the next round comes all the same
 
-    monkeypatch.setattr(slot, "refresh", refresh)
-    assert await slot.acquire()
-    await asyncio.sleep(0.45)
-    assert len(refreshed) >= 3
-    keeper = slot._keeper
-    await slot.release()
-    await asyncio.sleep(0)
-    assert keeper.cancelled()
+    monkeypatch.setattr(refresher.sockets, "take_all", take_all)
+    for slot in slots:
+        assert await slot.acquire()
+    task = refresher.task
+    async with asyncio.timeout(5):
+        await enough.wait()
+    assert rounds == [["a", "b"]] * 3
+    assert refresher.task is task  # one task for both
+
+    await slots[0].release()
+    enough.clear()
+    wanted = len(rounds) + 1
+    async with asyncio.timeout(5):
+        await enough.wait()
+    assert rounds[-1] == ["b"]
+
+    await slots[1].release()
+    async with asyncio.timeout(5):
+        await task  # no socket left: the task ends
+    await slots[0].acquire()
+    assert refresher.task is not task and not refresher.task.done()  # the next socket starts one
+    await slots[0].release()
 
 
 async def test_an_unreachable_store_lets_users_in_and_says_so(caplog):
