@@ -11,9 +11,10 @@ every web process: with the Redis channel layer, each user has a sorted set in t
 of the channel names of their open sockets, each scored with the moment it lapses. A Lua script
 drops the lapsed names, counts the rest and adds the new socket only if there is room, all in one
 atomic step, by Redis's own clock; closing the socket removes its name. Nothing is incremented or
-decremented, so no count can drift. Every third of ``WEBSOCKET_SLOT_TTL_SECONDS`` one task per
-process pushes the moments of all its open sockets on, in one Redis pipeline (a task per socket
-cost a task's memory per socket and, at 10,000 sockets, 250 Redis calls a second), so the
+decremented, so no count can drift. Each socket's moment is pushed on every third of
+``WEBSOCKET_SLOT_TTL_SECONDS`` by one task per process, which once a second sends those due in
+one Redis pipeline (a task per socket cost a task's memory per socket and, at 10,000 sockets, 250
+separate Redis calls a second), so the
 sockets of a process that crashed, which never said goodbye, stop counting at most that long
 after it died. The trade-off: for up to that long after
 a crash a user may be refused sockets they no longer hold, and a process whose event loop stalls
@@ -115,28 +116,38 @@ return 1
 
 class Refresher:
     """Keeps the places of this process's open sockets fresh (of one store, for one TTL): one
-    task for all of them, which pushes their moments on every third of the TTL, all at once. It
-    ends when the last socket has gone and starts again with the next."""
+    task for all of them. Each place is pushed on every third of the TTL from when it was taken;
+    once a second (``TICK``) the task pushes those that are due, in one batch, so that ten
+    thousand sockets cost a small batch a second rather than one burst. The task ends when the
+    last socket has gone and starts again with the next."""
+
+    TICK = 1.0
 
     def __init__(self, sockets: "RedisSockets | LocalSockets", ttl: float) -> None:
         self.sockets = sockets
         self.ttl = ttl
-        self.slots: set[SocketSlot] = set()
+        self.slots: dict[SocketSlot, float] = {}  # each slot's next refresh (time.monotonic)
         self.task: asyncio.Task | None = None
 
     def add(self, slot: "SocketSlot") -> None:
-        self.slots.add(slot)
+        self.slots[slot] = time.monotonic() + self.ttl / 3
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.task.get_loop() is not loop:
             self.task = loop.create_task(self._run())
 
     def discard(self, slot: "SocketSlot") -> None:
-        self.slots.discard(slot)
+        self.slots.pop(slot, None)
 
     async def _run(self) -> None:
         while self.slots:
-            await asyncio.sleep(self.ttl / 3)
-            places = [(s.user_id, s.channel_name, s.limit) for s in self.slots if s.held]
+            await asyncio.sleep(min(self.TICK, self.ttl / 3))
+            now = time.monotonic()
+            due = [slot for slot, at in self.slots.items() if at <= now]
+            for slot in due:
+                self.slots[slot] = now + self.ttl / 3
+            places = [(s.user_id, s.channel_name, s.limit) for s in due if s.held]
+            if not places:
+                continue
             try:
                 await self.sockets.take_all(places, self.ttl)
             except Exception:

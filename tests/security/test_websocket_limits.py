@@ -11,6 +11,7 @@ uvicorn processes.
 import asyncio
 import json
 import uuid
+from collections import Counter
 
 import pytest
 from channels.db import database_sync_to_async
@@ -454,32 +455,38 @@ async def test_one_task_refreshes_every_open_socket_of_the_process(monkeypatch):
     slots = [SocketSlot(7, name, layer, limit=2, ttl=0.3) for name in ("a", "b")]  # every 0.1 s
     refresher = slots[0].refresher
     assert slots[1].refresher is refresher
-    rounds: list[list[str]] = []
-    enough = asyncio.Event()
-    wanted = 3
+    refreshed: Counter = Counter()
+    goal: dict[str, int] = {}
+    reached = asyncio.Event()
+    failed_once = False
 
     async def take_all(places, ttl):
-        rounds.append(sorted(name for _, name, _ in places))
-        if len(rounds) >= wanted:
-            enough.set()
-        if len(rounds) == 1:
+        nonlocal failed_once
+        refreshed.update(name for _, name, _ in places)
+        if all(refreshed[name] >= count for name, count in goal.items()):
+            reached.set()
+        if not failed_once:
+            failed_once = True
             raise ConnectionError("Redis restarting")  # logged; the next round comes all the same
+
+    async def until(**counts: int) -> None:
+        goal.clear()
+        goal.update(counts)
+        reached.clear()
+        async with asyncio.timeout(5):
+            await reached.wait()
 
     monkeypatch.setattr(refresher.sockets, "take_all", take_all)
     for slot in slots:
         assert await slot.acquire()
     task = refresher.task
-    async with asyncio.timeout(5):
-        await enough.wait()
-    assert rounds == [["a", "b"]] * 3
+    await until(a=3, b=3)
     assert refresher.task is task  # one task for both
 
     await slots[0].release()
-    enough.clear()
-    wanted = len(rounds) + 1
-    async with asyncio.timeout(5):
-        await enough.wait()
-    assert rounds[-1] == ["b"]
+    released_at = refreshed["a"]
+    await until(b=refreshed["b"] + 2)
+    assert refreshed["a"] == released_at
 
     await slots[1].release()
     async with asyncio.timeout(5):
