@@ -1,5 +1,6 @@
 """ASGI entry point: ``uvicorn procurement_system.asgi:application``."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -26,3 +27,9 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Collections rarer than CPython's defaults, and none of them walking what startup made (settings
+# WEB_GC_THRESHOLDS and WEB_GC_FREEZE): a process with thousands of sockets stalled for seconds.
+gc.set_threshold(*settings.WEB_GC_THRESHOLDS)
+if settings.WEB_GC_FREEZE:
+    gc.freeze()

@@ -278,6 +278,12 @@ NOTIFICATION_PUSH_TIMEOUT_SECONDS = env.float("NOTIFICATION_PUSH_TIMEOUT_SECONDS
 # holds a database connection, so web processes x threads must stay under the server's
 # max_connections.
 WEB_DATABASE_THREADS = env.int("WEB_DATABASE_THREADS", default=8)
+# The web process's garbage collector (procurement_system.asgi): its thresholds, and whether the
+# objects made at startup are left out of collections. With thousands of sockets a process holds
+# millions of objects, and CPython's defaults (700, 10, 10) had a full collection walk them all,
+# stalling every socket for one to three seconds, every few seconds, at 10,000 sockets.
+WEB_GC_THRESHOLDS = tuple(env.list("WEB_GC_THRESHOLDS", cast=int, default=[50_000, 20, 100]))
+WEB_GC_FREEZE = env.bool("WEB_GC_FREEZE", default=True)
 
 # WEBSOCKET LIMITS
 # ------------------------------------------------------------------------------

@@ -1,8 +1,12 @@
 """Project wiring: Celery routing and serialization, the service check, migrations."""
 
 import io
+import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 from unittest.mock import patch
 
 import pytest
@@ -11,6 +15,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from procurement_system.celery import app
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def route_of(task_name: str) -> str:
@@ -164,3 +170,27 @@ def test_tasks_keep_a_live_database_connection_and_drop_an_old_one():
         connection.close_at = time.monotonic() - 1
         assert app.tasks["pickups.tasks.relay_events_task"].apply().successful()
         assert close.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "(50000, 20, 100) True"),
+        ({"WEB_GC_THRESHOLDS": "1000,5,5", "WEB_GC_FREEZE": "false"}, "(1000, 5, 5) False"),
+    ],
+)
+def test_the_web_process_tunes_its_garbage_collector(env, expected):
+    """Set by ``procurement_system.asgi``, the module uvicorn loads, in a process of its own."""
+    code = (
+        "import gc, procurement_system.asgi; print(gc.get_threshold(), gc.get_freeze_count() > 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "procurement_system.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == expected
