@@ -24,7 +24,7 @@ FULL = {
     "rates": [5, 10, 20, 40, 80, 160, 320, 500],
     "seconds": 60,
     "fanout_sockets": 2000,
-    "fanout_events": 3,
+    "fanout_events": 5,
 }
 QUICK = {
     "sockets": 300,
