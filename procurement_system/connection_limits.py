@@ -14,9 +14,8 @@ atomic step, by Redis's own clock; closing the socket removes its name. Nothing 
 decremented, so no count can drift. Each socket's moment is pushed on every third of
 ``WEBSOCKET_SLOT_TTL_SECONDS`` by one task per process, which once a second sends those due in
 one Redis pipeline (a task per socket cost a task's memory per socket and, at 10,000 sockets, 250
-separate Redis calls a second), so the
-sockets of a process that crashed, which never said goodbye, stop counting at most that long
-after it died. The trade-off: for up to that long after
+separate Redis calls a second), so the sockets of a process that crashed, which never said
+goodbye, stop counting at most that long after it died. The trade-off: for up to that long after
 a crash a user may be refused sockets they no longer hold, and a process whose event loop stalls
 for longer than two thirds of it may let a socket lapse, which lets one more in meanwhile. With
 the in-memory channel layer (one process; the tests) the same count is kept in the process.
