@@ -665,13 +665,12 @@ def _log_transition(
 
 def _relay_events_soon() -> None:
     """After commit: queue a relay of the domain events, unless one is queued that has not
-    started yet (it sends these too). It starts ``EVENTS_RELAY_DELAY_SECONDS`` later, so the
-    transitions of a busy moment share it. A failure is logged (robust ``on_commit``) and the
+    started yet (it sends these too). A failure is logged (robust ``on_commit``) and the
     periodic relay sends the events."""
     if not outbox.wake_up_due():
         return
     try:
-        tasks.relay_events_task.apply_async(countdown=settings.EVENTS_RELAY_DELAY_SECONDS)
+        tasks.relay_events_task.apply_async()
     except Exception:
         outbox.wake_up_received()
         raise

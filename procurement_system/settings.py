@@ -482,9 +482,6 @@ EVENTS_BROKER_URL = env("EVENTS_BROKER_URL", default=CELERY_BROKER_URL)
 EVENTS_CONNECTION_TIMEOUT = env.float("EVENTS_CONNECTION_TIMEOUT", default=2.0)
 # Relay right after each transition commits; otherwise only the periodic run publishes them.
 EVENTS_RELAY_ON_COMMIT = env.bool("EVENTS_RELAY_ON_COMMIT", default=True)
-# That relay starts this many seconds after the transition that queued it: the transitions
-# committed meanwhile go out with it, one relay for a busy moment instead of one each.
-EVENTS_RELAY_DELAY_SECONDS = env.float("EVENTS_RELAY_DELAY_SECONDS", default=0.2)
 EVENTS_RELAY_BATCH_SIZE = env.int("EVENTS_RELAY_BATCH_SIZE", default=500)
 SCHEDULE_EVENTS_RELAY_SECONDS = env.int("SCHEDULE_EVENTS_RELAY_SECONDS", default=5)
 # Published events are deleted this many days later; unpublished ones are kept.

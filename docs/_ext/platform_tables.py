@@ -158,9 +158,6 @@ EVENTS_SETTING_MEANINGS = {
     "run.",
     "EVENTS_RELAY_ON_COMMIT": "Queue a relay after every transition commits, so that events go "
     "out within milliseconds; ``false`` leaves them to the periodic run.",
-    "EVENTS_RELAY_DELAY_SECONDS": "How long after the transition that queued it that relay "
-    "starts: the transitions committed meanwhile go out with it, one relay for a busy moment "
-    "instead of one each. ``0`` starts it at once.",
     "EVENTS_RELAY_BATCH_SIZE": "Events a relay reads, publishes and marks at a time.",
     "SCHEDULE_EVENTS_RELAY_SECONDS": "Default interval of the periodic ``relay_events_task``: how "
     "soon an event whose own relay failed or was lost is tried again.",
