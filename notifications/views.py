@@ -13,14 +13,20 @@ from procurement_system.pages import run_action
 PANEL_SIZE = 15
 
 
+def live_position(user) -> dict:
+    """Where a page's notification socket resumes (``notifications_after``). A page reads it
+    before anything it shows: a change that commits while the page is read then has a
+    notification after it, which the socket delivers and the page's panels follow. Read after
+    the page's data, a change committed in between would be shown half (a status read before
+    it, a history read after) and never announced."""
+    return {"notifications_after": selectors.notification_last_seq(user_id=user.pk)}
+
+
 def notifications_context(user) -> dict:
-    """The panel's rows and the count; ``notifications_after`` is where the page's socket
-    resumes, so nothing that happens between rendering and connecting is missed."""
-    latest = list(selectors.notification_list(user_id=user.pk)[:PANEL_SIZE])
+    """The panel's rows and the count."""
     return {
-        "notifications": latest,
+        "notifications": list(selectors.notification_list(user_id=user.pk)[:PANEL_SIZE]),
         "unread_count": selectors.notification_unread_count(user_id=user.pk),
-        "notifications_after": latest[0].seq if latest else 0,
     }
 
 

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from notifications.views import notifications_context
+from notifications.views import live_position, notifications_context
 from pickups import receipts, selectors, services
 from pickups.forms import PickupForm
 from pickups.serializers import PickupCreateSerializer
@@ -60,7 +60,13 @@ def customer_pickups(request: HttpRequest) -> HttpResponse:
         pickup = _create(request, form)
         if pickup is not None:
             return redirect("customer-pickup", pickup_id=pickup.pk)
-    context = {**_list_context(request.user), **notifications_context(request.user), "form": form}
+    position = live_position(request.user)  # first: see live_position
+    context = {
+        **position,
+        **_list_context(request.user),
+        **notifications_context(request.user),
+        "form": form,
+    }
     return render(request, "pickups/customer/list.html", context)
 
 
@@ -101,8 +107,9 @@ def _detail_context(pickup) -> dict:
 @require_GET
 @login_required
 def customer_pickup(request: HttpRequest, pickup_id: int) -> HttpResponse:
+    position = live_position(request.user)  # first: see live_position
     pickup = _pickup(request, pickup_id)
-    context = {**_detail_context(pickup), **notifications_context(request.user)}
+    context = {**position, **_detail_context(pickup), **notifications_context(request.user)}
     return render(request, "pickups/customer/detail.html", context)
 
 

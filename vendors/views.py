@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from notifications.views import notifications_context
+from notifications.views import live_position, notifications_context
 from pickups import selectors as pickup_selectors
 from pickups import services as pickup_services
 from pickups.transitions import Status
@@ -67,8 +67,10 @@ def portal_home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def portal(request: HttpRequest, vendor_id: int) -> HttpResponse:
+    position = live_position(request.user)  # first: see live_position
     vendor = _vendor(request, vendor_id)
     context = {
+        **position,
         "vendor": vendor,
         "vendors": request.user.vendors.order_by("name", "id"),
         **notifications_context(request.user),

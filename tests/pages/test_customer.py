@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from notifications.selectors import notification_last_seq
 from pickups import services
 from pickups.models import PickupRequest
 from tests.factories import MaterialFactory, UserFactory, VendorFactory, create_pickup, member_of
@@ -202,3 +203,30 @@ def test_the_pages_load_their_scripts_from_the_app(browser, customer):
     for script in ("django_htmx/htmx-2.min.js", "pickups/live.js", "pickups/customer.js"):
         assert f"/static/{script}" in page
     assert "https://" not in page
+
+
+def test_the_page_resumes_its_socket_from_before_what_it_shows(browser, customer, monkeypatch):
+    """A change that commits while the page is being read (here: between the socket's position
+    and the pickup) must reach the page as a notification after that position, or the page
+    would show it half and never hear of it."""
+    from notifications.services import notification_store
+    from pickups import views
+
+    pickup = create_pickup(customer)
+    before = notification_last_seq(user_id=customer.pk)
+    read = views._pickup
+
+    def read_during_a_change(request, pickup_id):
+        notification_store(
+            user_id=customer.pk,
+            kind="pickup.offered",
+            message="Offered meanwhile.",
+            data={"pickup_id": pickup.pk},
+            event_key="meanwhile",
+        )
+        return read(request, pickup_id)
+
+    monkeypatch.setattr(views, "_pickup", read_during_a_change)
+    page = browser.get(f"/pickups/{pickup.pk}/").content.decode()
+    assert f'data-notifications-after="{before}"' in page
+    assert notification_last_seq(user_id=customer.pk) == before + 1  # delivered by the socket
