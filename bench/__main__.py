@@ -88,6 +88,9 @@ def main(argv: list[str]) -> int:
         setup=SETUP,
         env={
             "DJANGO_SETTINGS_MODULE": "bench.settings",
+            # The web process's collector for thousands of sockets (see WEB_GC_THRESHOLDS).
+            "WEB_GC_THRESHOLDS": "50000,20,100",
+            "WEB_GC_FREEZE": "true",
             # The load is many frames from few sockets: no per-socket limit may refuse it.
             "WEBSOCKET_RATE": "100000",
             "WEBSOCKET_BURST": "100000",

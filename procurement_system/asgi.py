@@ -28,8 +28,9 @@ application = ProtocolTypeRouter(
     }
 )
 
-# Collections rarer than CPython's defaults, and none of them walking what startup made (settings
+# Rarer collections, none of them walking what startup made, when configured (settings
 # WEB_GC_THRESHOLDS and WEB_GC_FREEZE): a process with thousands of sockets stalled for seconds.
-gc.set_threshold(*settings.WEB_GC_THRESHOLDS)
+if settings.WEB_GC_THRESHOLDS:
+    gc.set_threshold(*settings.WEB_GC_THRESHOLDS)
 if settings.WEB_GC_FREEZE:
     gc.freeze()

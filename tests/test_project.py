@@ -175,8 +175,8 @@ def test_tasks_keep_a_live_database_connection_and_drop_an_old_one():
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, "(50000, 20, 100) True"),
-        ({"WEB_GC_THRESHOLDS": "1000,5,5", "WEB_GC_FREEZE": "false"}, "(1000, 5, 5) False"),
+        ({}, "(700, 10, 10) False"),
+        ({"WEB_GC_THRESHOLDS": "50000,20,100", "WEB_GC_FREEZE": "true"}, "(50000, 20, 100) True"),
     ],
 )
 def test_the_web_process_tunes_its_garbage_collector(env, expected):
