@@ -72,7 +72,9 @@ postman: install
 		-o var/postman-converted.json -p -O folderStrategy=Tags,parametersResolution=Example
 	$(BIN)/python docs/postman/build_collection.py var/postman-converted.json docs/postman
 
+# The diagrams are drawn by Graphviz's dot, locally (Debian: apt-get install graphviz).
 docs: install
+	@command -v dot >/dev/null || { echo "make docs needs Graphviz (dot): apt-get install graphviz" >&2; exit 1; }
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 lint: install

@@ -29,6 +29,8 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
     "platform_tables",
+    "diagrams",
+    "link_check",
 ]
 # Documents Celery tasks with ``.. autotask::`` and gives them a ``(task)`` prefix.
 extensions += ["celery.contrib.sphinx"]
@@ -51,3 +53,9 @@ pygments_dark_style = "monokai"
 html_theme = "furo"
 html_title = "Procurement pickup platform"
 html_static_path: list[str] = []
+
+# -- Diagrams ----------------------------------------------------------------------------------
+
+# Graphviz renders every diagram at build time, locally (the ``dot`` program; no network).
+graphviz_output_format = "svg"
+graphviz_dot_args = ["-Gfontname=Helvetica", "-Nfontname=Helvetica", "-Efontname=Helvetica"]
