@@ -485,6 +485,64 @@ class CeleryQueueTable(_TableDirective):
         return rows
 
 
+class CeleryTaskOptionsTable(_TableDirective):
+    """Every registered task of the project as Celery runs it: its queue, its retries, its time
+    limits and, for a periodic task, its default schedule. Read from the task objects
+    themselves, so a changed option shows here without anyone writing it twice."""
+
+    header = ["Task", "Queue", "Retries", "Time limits (soft / hard)", "Default schedule"]
+    widths = [30, 13, 25, 14, 18]
+
+    def rows(self):
+        from django.conf import settings
+
+        from procurement_system import schedule
+        from procurement_system import settings as settings_module
+        from procurement_system.celery import app
+
+        self.depends_on(schedule, settings_module)
+        app.loader.import_default_modules()
+        prefix = settings.CELERY_QUEUE_PREFIX
+        schedules = {
+            task.task: _every(task.every_seconds) if task.every_seconds else _at(task.crontab)
+            for task in schedule.periodic_tasks()
+        }
+        rows = []
+        for name in sorted(n for n in app.tasks if not n.startswith("celery.")):
+            task = app.tasks[name]
+            self.depends_on(__import__(task.__module__, fromlist=["_"]))
+            route = settings.CELERY_TASK_ROUTES.get(name, {})
+            queue = route.get("queue", settings.CELERY_TASK_DEFAULT_QUEUE).removeprefix(prefix)
+            rows.append(
+                [
+                    _task_ref(name),
+                    f"``{queue}``",
+                    _retries(task),
+                    _limits(task),
+                    schedules.get(name, "On demand"),
+                ]
+            )
+        return rows
+
+
+def _retries(task) -> str:
+    errors = getattr(task, "autoretry_for", ())
+    if not errors:
+        return "Not retried"
+    names = ", ".join(f"``{error.__name__}``" for error in errors)
+    backoff = ""
+    if getattr(task, "retry_backoff", False):
+        backoff = f", backoff up to {getattr(task, 'retry_backoff_max', 600)} s"
+    return f"On {names}: at most {task.max_retries}{backoff}"
+
+
+def _limits(task) -> str:
+    soft, hard = (
+        "\u2014" if limit is None else f"{limit} s" for limit in (task.soft_time_limit, task.time_limit)
+    )
+    return f"{soft} / {hard}"
+
+
 def _procfile_workers() -> dict[str, tuple[set[str], str]]:
     """Each Celery worker of the Procfile: the queues it consumes (without the prefix) and its
     concurrency."""
@@ -742,6 +800,7 @@ def setup(app):
     app.add_directive("notification-kind-table", NotificationKindTable)
     app.add_directive("celery-queue-table", CeleryQueueTable)
     app.add_directive("periodic-task-table", PeriodicTaskTable)
+    app.add_directive("celery-task-options-table", CeleryTaskOptionsTable)
     app.add_directive("lifecycle-settings-table", SettingsTable)
     app.add_directive("security-settings-table", SecuritySettingsTable)
     app.add_directive("events-settings-table", EventsSettingsTable)
