@@ -33,7 +33,7 @@ def state_machine_dot() -> str:
         '  graph [rankdir=TB, bgcolor="white", pad="0.3", nodesep="0.5", ranksep="0.45",'
         ' fontname="Helvetica"];',
         '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=12,'
-        ' penwidth=1.2];',
+        " penwidth=1.2];",
         '  edge [fontname="Helvetica", fontsize=10];',
         '  create [shape=point, width=0.12, label=""];',
     ]
@@ -50,7 +50,9 @@ def state_machine_dot() -> str:
         lines.append(f'  {status.value} [fillcolor="{fill}"{shape}];')
     lines.append(f'  create -> {Status.PENDING.value} [label=" create"];')
     for (source, event), target in TRANSITIONS.items():
-        style = ' style=dashed, color="#777777", fontcolor="#555555",' if event in SIDE_EVENTS else ""
+        style = (
+            ' style=dashed, color="#777777", fontcolor="#555555",' if event in SIDE_EVENTS else ""
+        )
         lines.append(f"  {source.value} -> {target.value} [{style} label={_quote(' ' + event)}];")
     # The terminal statuses of the side events sit on one row at the bottom.
     ended = " ".join(status.value for status in Status if status in TERMINAL)

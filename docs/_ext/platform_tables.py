@@ -538,7 +538,8 @@ def _retries(task) -> str:
 
 def _limits(task) -> str:
     soft, hard = (
-        "\u2014" if limit is None else f"{limit} s" for limit in (task.soft_time_limit, task.time_limit)
+        "\u2014" if limit is None else f"{limit} s"
+        for limit in (task.soft_time_limit, task.time_limit)
     )
     return f"{soft} / {hard}"
 
