@@ -29,8 +29,10 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
     "platform_tables",
+    "openapi_page",
     "diagrams",
     "link_check",
+    "asyncapi_doc",
 ]
 # Documents Celery tasks with ``.. autotask::`` and gives them a ``(task)`` prefix.
 extensions += ["celery.contrib.sphinx"]

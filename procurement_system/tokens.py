@@ -63,7 +63,7 @@ class TokenView(ObtainAuthToken):
     @extend_schema(
         summary="Get your token",
         description="Exchange a username and password for the user's API token (the same token "
-        "until it is revoked). Send it as 'Authorization: Token <key>'.",
+        "until it is revoked). Send it as `Authorization: Token <key>`.",
         request=AuthTokenSerializer,
         responses={
             200: inline_serializer("Token", {"token": serializers.CharField()}),
