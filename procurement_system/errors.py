@@ -76,3 +76,9 @@ ERROR_CODES: dict[str, str] = {
     "internal_error": "An unexpected server error, logged on the server. A change that failed "
     "inside its transaction is rolled back; retry ``create`` with the same idempotency key.",
 }
+
+# The codes an error frame on the WebSocket can carry: every domain error's, and internal_error
+# (procurement_system.websocket). The rest of ERROR_CODES belong to the REST API alone.
+WEBSOCKET_ERROR_CODES = frozenset(
+    {error.code for error in (DomainError, *DomainError.__subclasses__())} | {"internal_error"}
+)

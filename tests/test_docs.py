@@ -1,10 +1,14 @@
 """The docs must cover what a user can meet in the code, and nothing the code does not have.
 
 Error codes, notification kinds, statuses and transitions are drawn into the docs from the code
-by ``docs/_ext/platform_tables.py`` (the build fails when they disagree); this checks the rest.
+by ``docs/_ext/platform_tables.py`` (the build fails when they disagree), and the state diagram
+by ``docs/_ext/diagrams.py``; this checks the rest, each in both directions: what the code has
+and the docs lack, and what the docs show and the code does not have. The WebSocket API's
+AsyncAPI document is held to the code by ``tests/test_asyncapi.py``.
 """
 
 import re
+import sys
 from pathlib import Path
 
 from notifications.consumers import NotificationConsumer
@@ -13,6 +17,7 @@ from procurement_system.celery import app
 from procurement_system.websocket import CLOSE_MESSAGE_TOO_BIG, CLOSE_UNAUTHENTICATED
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+sys.path.insert(0, str(DOCS / "_ext"))
 
 
 def text(page: str) -> str:
@@ -61,15 +66,46 @@ def test_every_rest_endpoint_is_documented_and_every_documented_one_exists():
     assert documented == rest_endpoints()
 
 
-def test_the_state_diagram_draws_every_event_and_status():
-    from pickups.transitions import Event, Status
+def test_the_state_diagram_draws_every_transition_and_nothing_else():
+    from diagrams import state_machine_dot
 
-    diagram = (
-        text("state-machine.rst").split(".. code-block:: text", 1)[1].split("\nTransitions")[0]
-    )
-    words = set(re.findall(r"[a-z_]+", diagram))
-    assert {e.value for e in Event} <= words
-    assert {s.value for s in Status} <= words
+    from pickups.transitions import TRANSITIONS, Status
+
+    dot = state_machine_dot()
+    edges = set(re.findall(r"^  (\w+) -> (\w+) \[.*label=\" (\w+)\"\];$", dot, re.MULTILINE))
+    drawn = {(source, event, target) for source, target, event in edges}
+    assert drawn == {
+        (source.value, event.value, target.value) for (source, event), target in TRANSITIONS.items()
+    } | {("create", "create", "pending")}
+    boxes = set(re.findall(r"^  (\w+) \[fillcolor=", dot, re.MULTILINE))
+    assert boxes == {status.value for status in Status}
+    assert ".. pickup-state-diagram::" in text("state-machine.rst")
+
+
+def test_every_error_code_is_explained_on_the_websocket_page_and_no_other():
+    from procurement_system.errors import WEBSOCKET_ERROR_CODES
+
+    usage = text("websocket-api.rst").split("How the codes are used in practice:", 1)[1]
+    usage = usage.split("\nExamples:", 1)[0]
+    explained = re.findall(r"^``(\w+)``$", usage, re.MULTILINE)
+    assert sorted(explained) == sorted(WEBSOCKET_ERROR_CODES)
+    assert len(explained) == len(set(explained))
+
+
+def test_every_notification_kind_is_described_and_no_other():
+    from platform_tables import KIND_EXTRA_DATA
+
+    from notifications.kinds import KINDS
+
+    assert set(KIND_EXTRA_DATA) == set(KINDS)
+    assert ".. notification-kind-table::" in text("websocket-api.rst")
+
+
+def test_every_page_is_in_the_table_of_contents():
+    index = text("index.rst")
+    listed = set(re.findall(r"^   ([\w-]+)$", index, re.MULTILINE))
+    pages = {path.stem for path in DOCS.glob("*.rst")} - {"index"}
+    assert listed == pages
 
 
 def test_the_logging_and_monitoring_variables_are_in_the_configuration_table():
@@ -97,3 +133,23 @@ def test_the_monitoring_page_covers_the_endpoints_and_the_ready_checks():
         assert endpoint in page
     for check in CHECKS:
         assert f"   * - ``{check}``" in page
+
+
+def test_the_link_check_finds_missing_pages_and_anchors(tmp_path):
+    from link_check import broken_links
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "index.html").write_text(
+        '<h1 id="top">x</h1><a href="#top">ok</a><a href="sub/page.html#part">ok</a>'
+        '<a href="missing.html">no file</a><a href="sub/page.html#gone">no anchor</a>'
+        '<a href="https://example.com/x.html">external</a><img src="_images/a.png">'
+        '<a href="#nowhere">no anchor here</a><a href="sub/">a folder\'s index</a>'
+    )
+    (tmp_path / "sub" / "page.html").write_text('<section id="part"></section>')
+    (tmp_path / "sub" / "index.html").write_text("")
+    assert broken_links(tmp_path) == [
+        ("index.html", "#nowhere", "no such anchor in that page"),
+        ("index.html", "_images/a.png", "no such file in the site"),
+        ("index.html", "missing.html", "no such file in the site"),
+        ("index.html", "sub/page.html#gone", "no such anchor in that page"),
+    ]

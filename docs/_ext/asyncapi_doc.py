@@ -200,6 +200,7 @@ class AsyncApiDirective(SphinxDirective):
     def render(self, doc: Document) -> list[str]:
         top, middle, low = self.levels
         lines = [*self.servers(doc)]
+        rendered: set[str] = set()  # a message shared by both channels is described once
         operations = doc.data.get("operations", {})
         for channel_name, channel in doc.data.get("channels", {}).items():
             lines += [f".. _{_label('channel', channel_name)}:", ""]
@@ -211,8 +212,15 @@ class AsyncApiDirective(SphinxDirective):
             for key, operation in received.items():
                 lines += self.operation(doc, key, operation, low)
             lines += _heading("Messages", middle)
-            for reference in channel.get("messages", {}).values():
-                lines += self.message(doc, doc.message_name(reference), low)
+            names = [doc.message_name(r) for r in channel.get("messages", {}).values()]
+            shared = [name for name in names if name in rendered]
+            if shared:
+                links = ", ".join(f":ref:`{n} <{_label('message', n)}>`" for n in shared)
+                lines += [f"Also on this channel, as described above: {links}.", ""]
+            for name in names:
+                if name not in rendered:
+                    rendered.add(name)
+                    lines += self.message(doc, name, low)
         lines += _heading("Schemas", top)
         for name, schema in doc.components.get("schemas", {}).items():
             lines += self.schema(name, schema, middle)
@@ -262,7 +270,7 @@ class AsyncApiDirective(SphinxDirective):
         name = key.split(".", 1)[-1]
         lines += _heading(f"{operation.get('title') or name} (``{name}``)", level)
         if operation.get("summary"):
-            lines += [f"*{_literal_spans(operation['summary']).strip()}*", ""]
+            lines += _paragraphs(operation["summary"])
         lines += _paragraphs(operation.get("description"))
         word = "The client sends" if operation["action"] == "receive" else "The server sends"
         lines += [f"{word}: " + self._message_links(doc, operation.get("messages", [])), ""]
@@ -277,13 +285,10 @@ class AsyncApiDirective(SphinxDirective):
 
     def message(self, doc: Document, name: str, level: str) -> list[str]:
         label = _label("message", name)
-        if label in self.env.temp_data.setdefault("asyncapi_rendered", set()):
-            return [f"See :ref:`{name} <{label}>` above.", ""]
-        self.env.temp_data["asyncapi_rendered"].add(label)
         message = doc.components["messages"][name]
         lines = [f".. _{label}:", "", *_heading(message.get("title") or name, level)]
         if message.get("summary"):
-            lines += [f"*{_literal_spans(message['summary']).strip()}*", ""]
+            lines += _paragraphs(message["summary"])
         lines += _paragraphs(message.get("description"))
         payload = doc.resolve(message.get("payload", {}))
         rows = field_rows(payload)
