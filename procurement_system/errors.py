@@ -56,7 +56,9 @@ class RateLimited(DomainError):
 
 ERROR_CODES: dict[str, str] = {
     "bad_request": "The frame itself is unusable: not JSON (NaN and Infinity included), not an "
-    "object, binary, an unknown or missing action, or a request_id that is not a string.",
+    "object, binary, an unknown or missing action, a request_id that is not a string or is longer "
+    "than 200 characters; an invalid ``?after`` on the notifications socket; one subscription "
+    "more than a socket may hold.",
     "validation_error": "A field is missing, unknown, of the wrong type or out of range; "
     "``errors`` maps each field to its messages.",
     "not_found": "The object does not exist or is not yours to see.",
