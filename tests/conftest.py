@@ -1,4 +1,5 @@
 import os
+import shutil
 import socket
 import threading
 
@@ -7,6 +8,8 @@ import pytest
 from tests.factories import UserFactory
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The browser tests drive Debian's Chromium with Playwright (never a browser of Playwright's own).
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
 def service_reachable(port: int) -> bool:
@@ -25,6 +28,38 @@ def require_service(name: str, port: int) -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI=true: tests that need it fail instead of skipping)")
     pytest.skip(message)
+
+
+def require_chromium() -> None:
+    if shutil.which(CHROMIUM) is None:
+        message = f"Chromium is not installed at {CHROMIUM} (Debian: apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: tests that need it fail instead of skipping)")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """A headless Chromium, with the flags a machine without internet access needs (no
+    background networking, no component updates or sync)."""
+    from playwright.sync_api import sync_playwright
+
+    require_chromium()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
 
 
 @pytest.fixture

@@ -6,24 +6,13 @@ refused.
 """
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCHEMA_SCRIPT_PREFIX = "window.OPENAPI_SCHEMA = "
-
-
-def require_chromium() -> None:
-    if shutil.which(CHROMIUM) is None:
-        message = f"Chromium is not installed at {CHROMIUM} (Debian: apt-get install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: tests that need it fail instead of skipping)")
-        pytest.skip(message)
 
 
 def live_schema() -> dict:
@@ -63,29 +52,6 @@ def test_the_built_site_carries_the_live_schema_and_its_downloads(site):
         (copied,) = site.glob(f"_downloads/*/{name}")
         assert copied.read_bytes() == (DOCS / "postman" / name).read_bytes()
         assert f"{copied.relative_to(site).as_posix()}" in page
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Launched as ``tests/e2e/test_browser.py`` launches it."""
-    from playwright.sync_api import sync_playwright
-
-    require_chromium()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
 
 
 def test_redoc_renders_every_operation_without_a_network_request(chromium, site):

@@ -8,16 +8,14 @@ are saved for the docs (``docs/screenshots``, or ``SCREENSHOTS_DIR``).
 
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_service
+from tests.conftest import require_chromium, require_service
 from tests.e2e.stack import REPO, SETUP, Stack
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(os.environ.get("SCREENSHOTS_DIR", REPO / "docs" / "screenshots"))
 PASSWORD = "demo-pass-123"
 # The demo customer's street, and a point 700 m from it where the vendor's browser "is".
@@ -27,14 +25,6 @@ OFFER_SHOWN_WITHIN_MS = 2000
 STEP_SHOWN_WITHIN_MS = 5000
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def require_chromium() -> None:
-    if shutil.which(CHROMIUM) is None:
-        message = f"Chromium is not installed at {CHROMIUM} (Debian: apt-get install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: tests that need it fail instead of skipping)")
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
@@ -54,28 +44,6 @@ def site(tmp_path_factory):
         yield stack
     finally:
         stack.stop()
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    require_chromium()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
 
 
 class Person:
