@@ -8,7 +8,8 @@ AsyncAPI's JavaScript tools, so that the reference is searchable and linked with
 site, and every cross-link it makes is checked by the build.
 
 Descriptions in the document are CommonMark kept to the part that reads the same in reStructured
-Text (paragraphs, ``-`` lists, ``**bold**``); a single-backtick `code span` becomes a literal.
+Text (paragraphs, ``-`` lists, ``**bold**``); a single-backtick `code span` becomes a literal and
+a ``## heading`` a rubric.
 """
 
 import json
@@ -168,7 +169,13 @@ def _heading(text: str, underline: str) -> list[str]:
 
 
 def _paragraphs(text: str | None) -> list[str]:
-    return [*_literal_spans(text or "").strip().splitlines(), ""] if text else []
+    """A description as reST lines: code spans made literal, and a Markdown heading
+    (``## Frame rate``) made a rubric, which does not disturb the page's own sections."""
+    lines = []
+    for line in _literal_spans(text or "").strip().splitlines():
+        heading = re.match(r"^#{1,6} +(.+)$", line)
+        lines.append(f".. rubric:: {heading[1]}" if heading else line)
+    return [*lines, ""] if lines else []
 
 
 def _json_block(payload) -> list[str]:
@@ -199,7 +206,14 @@ class AsyncApiDirective(SphinxDirective):
 
     def render(self, doc: Document) -> list[str]:
         top, middle, low = self.levels
-        lines = [*self.servers(doc)]
+        info = doc.data.get("info", {})
+        lines = [
+            *_heading(
+                f"{info.get('title', 'The API')}, version {info.get('version', '')}", self.levels[0]
+            ),
+            *_paragraphs(info.get("description")),
+            *self.servers(doc),
+        ]
         rendered: set[str] = set()  # a message shared by both channels is described once
         operations = doc.data.get("operations", {})
         for channel_name, channel in doc.data.get("channels", {}).items():
@@ -240,7 +254,7 @@ class AsyncApiDirective(SphinxDirective):
             for name, server in doc.data.get("servers", {}).items()
         ]
         return [
-            *_heading("Servers", self.levels[0]),
+            *_heading("Servers", self.levels[1]),
             *_table(rows, ["Server", "URL", "Description"], [15, 35, 50]),
         ]
 
