@@ -8,6 +8,7 @@ from notifications import views as notification_views
 from pickups import views as pickup_views
 from pickups.api import PickupViewSet
 from procurement_system import health, metrics
+from procurement_system.api_docs import redoc_bundle_view
 from procurement_system.task_status import TaskStatusView
 from procurement_system.tokens import TokenView
 from vendors import views as portal
@@ -28,6 +29,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("api/redoc/bundles/redoc.standalone.js", redoc_bundle_view, name="api-redoc-bundle"),
     # Liveness, readiness and the Prometheus metrics (see docs/monitoring.rst).
     path("health/", health.health, name="health"),
     path("ready/", health.ready, name="ready"),

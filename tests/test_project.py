@@ -120,9 +120,35 @@ def test_the_openapi_schema_validates_without_warnings(tmp_path):
 def test_swagger_ui_and_redoc_are_served_without_a_cdn(client):
     for path in ("/api/docs/", "/api/redoc/"):
         page = client.get(path).content.decode()
-        assert "/static/drf_spectacular_sidecar/" in page
         assert not re.findall(r"""(?:src|href)=["']https?://""", page), path
+    swagger = client.get("/api/docs/").content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in swagger
+    # Otherwise Swagger UI sends the schema's address to swagger.io for its validator badge.
+    assert '"validatorUrl": null' in swagger
+    assert (
+        'src="/api/redoc/bundles/redoc.standalone.js"' in client.get("/api/redoc/").content.decode()
+    )
     assert client.get("/api/schema/").status_code == 200
+
+
+def test_redoc_bundle_is_the_sidecars_without_its_cdn_logo(client):
+    import drf_spectacular_sidecar
+
+    original = (
+        Path(drf_spectacular_sidecar.__file__).parent
+        / "static/drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js"
+    ).read_bytes()
+    response = client.get("/api/redoc/bundles/redoc.standalone.js")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/javascript")
+    assert b"cdn.redoc.ly" in original
+    assert b"cdn.redoc.ly" not in response.content
+    assert len(response.content) == len(original) - len(b"https://cdn.redoc.ly/redoc/logo-mini.svg")
+    again = client.get(
+        "/api/redoc/bundles/redoc.standalone.js", HTTP_IF_NONE_MATCH=response["ETag"]
+    )
+    assert again.status_code == 304
+    assert client.post("/api/redoc/bundles/redoc.standalone.js").status_code == 405
 
 
 def test_every_operation_has_a_summary_examples_and_its_errors():

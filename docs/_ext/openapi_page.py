@@ -7,9 +7,8 @@ does (the build fails if it is invalid), and writes into the output, before any 
    The schema as JSON, assigned to ``window.OPENAPI_SCHEMA``: a script, because browsers refuse
    to fetch a JSON file from a page opened as ``file://``.
 ``_static/redoc.standalone.js``
-   ReDoc's bundle from the installed ``drf-spectacular-sidecar`` (the one ``/api/redoc/`` serves),
-   without the one address it loads on its own: the Redocly logo in its sidebar, from Redocly's
-   CDN (the logo is left out, the link stays).
+   ReDoc's bundle exactly as ``/api/redoc/`` serves it (``procurement_system.api_docs``): the
+   one from ``drf-spectacular-sidecar``, without the logo it would fetch from Redocly's CDN.
 ``_static/openapi-page.css``
    Room for ReDoc in the theme.
 ``openapi.yaml``
@@ -30,11 +29,12 @@ from sphinx.errors import ExtensionError
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.osutil import relative_uri
 
+from procurement_system.api_docs import redoc_bundle
+
 HTML_BUILDERS = frozenset({"html", "dirhtml", "singlehtml"})
 SCHEMA_GLOBAL = "OPENAPI_SCHEMA"
 # What ``:openapi-download:`` links to: the files written into the output's root.
 SCHEMA_FILES = frozenset({"openapi.yaml"})
-REDOC_LOGO = b'"https://cdn.redoc.ly/redoc/logo-mini.svg"'
 # ReDoc's own options. The theme's fonts instead of ReDoc's Roboto and Montserrat (which its
 # usual HTML page loads from Google Fonts); no hostname, as the page's own would be ``file://``.
 REDOC_OPTIONS = {
@@ -157,17 +157,6 @@ def generate_schema() -> tuple[bytes, bytes]:
         OpenApiJsonRenderer().render(schema, renderer_context={}),
         OpenApiYamlRenderer().render(schema, renderer_context={}),
     )
-
-
-def redoc_bundle() -> bytes:
-    import drf_spectacular_sidecar
-
-    bundle = (
-        Path(drf_spectacular_sidecar.__file__).parent
-        / "static/drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js"
-    )
-    # An image that has no source fails to load without a request, and ReDoc then leaves it out.
-    return bundle.read_bytes().replace(REDOC_LOGO, b'""')
 
 
 def write_if_changed(path: Path, content: bytes) -> None:

@@ -344,3 +344,38 @@ def test_going_offline_and_changing_the_price_list(people):
     page.set_viewport_size({"width": 390, "height": 844})
     expect(page.get_by_role("button", name="Save settings")).to_be_visible()
     assert vince.console == []
+
+
+def test_swagger_ui_and_redoc_load_nothing_from_outside(chromium, site):
+    """The API's own pages render the whole schema from the platform's files alone: every request
+    elsewhere is refused and recorded."""
+    from playwright.sync_api import expect
+
+    context = chromium.new_context(base_url=site.http)
+    outside: list[str] = []
+
+    def only_the_platform(route) -> None:
+        if route.request.url.startswith(site.http):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_platform)
+    errors: list[str] = []
+    page = context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto("/api/docs/")
+        swagger_operation = page.locator(
+            ".opblock-summary-description", has_text="Request a pickup"
+        )
+        expect(swagger_operation).to_be_visible(timeout=STEP_SHOWN_WITHIN_MS)
+        page.goto("/api/redoc/")
+        expect(page.locator("h2", has_text="Request a pickup")).to_be_visible(
+            timeout=STEP_SHOWN_WITHIN_MS
+        )
+    finally:
+        context.close()
+    assert outside == []
+    assert errors == []
