@@ -20,6 +20,7 @@ import yaml
 from docutils import nodes
 from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
+from platform_tables import list_table
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
@@ -52,18 +53,10 @@ class Document:
         self.components = self.data.get("components", {})
 
     def resolve(self, node: dict) -> dict:
-        """Follow ``$ref`` (of a channel's message, say) to what it names."""
+        """Follow ``$ref`` (``#/components/schemas/Pickup``, say) to what it names."""
         while isinstance(node, dict) and "$ref" in node:
-            ref = node["$ref"]
-            if ref.startswith(REF_PREFIX):
-                kind, name = _ref_name(ref)
-                node = self.components[kind][name]
-            elif ref.startswith("#/channels/"):
-                node = self.data
-                for part in ref[2:].split("/"):
-                    node = node[part]
-            else:
-                raise ValueError(f"asyncapi: cannot resolve {ref!r}")
+            kind, name = _ref_name(node["$ref"])
+            node = self.components[kind][name]
         return node
 
     def message_name(self, reference: dict) -> str:
@@ -149,19 +142,9 @@ def field_rows(schema: dict, prefix: str = "") -> list[list[str]]:
     return rows
 
 
-def _table(rows: list[list[str]], header: list[str], widths: list[int]) -> list[str]:
-    lines = [
-        ".. list-table::",
-        "   :header-rows: 1",
-        f"   :widths: {' '.join(str(w) for w in widths)}",
-        "",
-    ]
-    for row in [header, *rows]:
-        for index, cell in enumerate(row):
-            first, *rest = (cell or "\u2014").splitlines() or [""]
-            lines.append(f"   {'*' if index == 0 else ' '} - {first}")
-            lines.extend(f"       {line}" for line in rest)
-    return [*lines, ""]
+def _field_table(rows: list[list[str]]) -> list[str]:
+    """The table of a payload's or a schema's fields (rows from :func:`field_rows`)."""
+    return list_table([["Field", "Type", "Required", "Meaning"], *rows], [22, 20, 10, 48])
 
 
 def _heading(text: str, underline: str) -> list[str]:
@@ -255,7 +238,7 @@ class AsyncApiDirective(SphinxDirective):
         ]
         return [
             *_heading("Servers", self.levels[1]),
-            *_table(rows, ["Server", "URL", "Description"], [15, 35, 50]),
+            *list_table([["Server", "URL", "Description"], *rows], [15, 35, 50]),
         ]
 
     def handshake(self, channel: dict) -> list[str]:
@@ -264,11 +247,8 @@ class AsyncApiDirective(SphinxDirective):
         for part, title in (("headers", "Handshake headers"), ("query", "Query parameters")):
             if binding.get(part):
                 lines += [f"**{title}**", ""]
-                lines += _table(
-                    field_rows(binding[part]),
-                    ["Name", "Type", "Required", "Meaning"],
-                    [18, 17, 10, 55],
-                )
+                header = ["Name", "Type", "Required", "Meaning"]
+                lines += list_table([header, *field_rows(binding[part])], [18, 17, 10, 55])
         codes = channel.get("x-close-codes", [])
         if codes:
             lines += ["**Close codes**", ""]
@@ -276,7 +256,7 @@ class AsyncApiDirective(SphinxDirective):
                 [f"``{c['code']}``", c.get("name", ""), _literal_spans(c.get("description", ""))]
                 for c in codes
             ]
-            lines += _table(rows, ["Code", "Name", "When"], [10, 20, 70])
+            lines += list_table([["Code", "Name", "When"], *rows], [10, 20, 70])
         return lines
 
     def operation(self, doc: Document, key: str, operation: dict, level: str) -> list[str]:
@@ -307,7 +287,7 @@ class AsyncApiDirective(SphinxDirective):
         payload = doc.resolve(message.get("payload", {}))
         rows = field_rows(payload)
         if rows:
-            lines += _table(rows, ["Field", "Type", "Required", "Meaning"], [22, 20, 10, 48])
+            lines += _field_table(rows)
         for example in message.get("examples", []):
             caption = example.get("summary") or example.get("name") or "Example"
             lines += [f"{_literal_spans(caption).strip()}:", "", *_json_block(example["payload"])]
@@ -318,7 +298,7 @@ class AsyncApiDirective(SphinxDirective):
         lines += _paragraphs(schema.get("description"))
         rows = field_rows(schema)
         if rows:
-            lines += _table(rows, ["Field", "Type", "Required", "Meaning"], [22, 20, 10, 48])
+            lines += _field_table(rows)
         else:
             rules = describe_rules(schema)
             lines += [f"Type: {describe_type(schema)}" + (f"; {rules}." if rules else "."), ""]

@@ -8,7 +8,6 @@ warns about each relative link whose file is not in the output, or whose ``#frag
 (``http:``, ``mailto:``, ...) are not fetched: the build must not need the network.
 """
 
-from collections import defaultdict
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -73,12 +72,8 @@ def broken_links(root: Path) -> list[tuple[str, str, str]]:
 def check_links(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
-    by_page = defaultdict(list)
     for page, link, why in broken_links(Path(app.outdir)):
-        by_page[page].append((link, why))
-    for page, links in by_page.items():
-        for link, why in links:
-            logger.warning("broken internal link in %s: %s (%s)", page, link, why)
+        logger.warning("broken internal link in %s: %s (%s)", page, link, why)
 
 
 def setup(app):

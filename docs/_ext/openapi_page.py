@@ -218,21 +218,17 @@ def redoc_ui_settings() -> dict:
 
 
 def setup(app):
+    # Outside HTML the ReDoc block is left out, and the download link is its text.
+    others = ("latex", "text", "man", "texinfo")
     app.add_node(
         openapi_redoc,
         html=(visit_openapi_redoc_html, None),
-        latex=(skip, None),
-        text=(skip, None),
-        man=(skip, None),
-        texinfo=(skip, None),
+        **dict.fromkeys(others, (skip, None)),
     )
     app.add_node(
         openapi_download,
         html=(visit_openapi_download_html, None),
-        latex=(visit_openapi_download_text, depart_nothing),
-        text=(visit_openapi_download_text, depart_nothing),
-        man=(visit_openapi_download_text, depart_nothing),
-        texinfo=(visit_openapi_download_text, depart_nothing),
+        **dict.fromkeys(others, (visit_openapi_download_text, depart_nothing)),
     )
     app.add_directive("openapi-redoc", OpenApiRedoc)
     app.add_role("openapi-download", openapi_download_role)

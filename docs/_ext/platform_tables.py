@@ -11,6 +11,7 @@ treats warnings as errors.
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 from docutils import nodes
@@ -284,9 +285,21 @@ def _check(kind: str, code_names, doc_names) -> None:
         )
 
 
-def _cell(text: str) -> list[str]:
-    lines = text.splitlines() or [""]
-    return [lines[0]] + [f"    {line}" for line in lines[1:]]
+def list_table(rows: list[list[str]], widths: list[int]) -> list[str]:
+    """The reST lines of a ``list-table`` whose first row is the header; an empty cell shows a
+    dash. Shared with ``asyncapi_doc``."""
+    lines = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        f"   :widths: {' '.join(str(w) for w in widths)}",
+        "",
+    ]
+    for row in rows:
+        for index, cell in enumerate(row):
+            first, *rest = (cell or "\u2014").splitlines() or [""]
+            lines.append(f"   {'*' if index == 0 else ' '} - {first}")
+            lines.extend(f"       {line}" for line in rest)
+    return [*lines, ""]
 
 
 class _TableDirective(SphinxDirective):
@@ -303,17 +316,7 @@ class _TableDirective(SphinxDirective):
             self.env.note_dependency(module.__file__)
 
     def run(self) -> list[nodes.Node]:
-        lines = [
-            ".. list-table::",
-            "   :header-rows: 1",
-            f"   :widths: {' '.join(str(w) for w in self.widths)}",
-            "",
-        ]
-        for row in [self.header, *self.rows()]:
-            for index, cell in enumerate(row):
-                first, *rest = _cell(cell or "\u2014")
-                lines.append(f"   {'*' if index == 0 else ' '} - {first}")
-                lines.extend(f"       {line}" for line in rest)
+        lines = list_table([self.header, *self.rows()], self.widths)
         container = nodes.container()
         self.state.nested_parse(StringList(lines, source=self.get_source_info()[0]), 0, container)
         return container.children
@@ -510,7 +513,7 @@ class CeleryTaskOptionsTable(_TableDirective):
         rows = []
         for name in sorted(n for n in app.tasks if not n.startswith("celery.")):
             task = app.tasks[name]
-            self.depends_on(__import__(task.__module__, fromlist=["_"]))
+            self.depends_on(sys.modules[task.__module__])
             route = settings.CELERY_TASK_ROUTES.get(name, {})
             queue = route.get("queue", settings.CELERY_TASK_DEFAULT_QUEUE).removeprefix(prefix)
             rows.append(
